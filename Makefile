@@ -1,0 +1,48 @@
+# The two commands a fresh machine needs: `make demo` and `make test`. Each installs what is
+# missing (venv from uv.lock, JVM jars via Maven from jvm/*/pom.xml), once and idempotently.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+JARS := .cache/jars
+M2 := .cache/m2
+MVN_FLAGS := -B -q -Dmaven.repo.local=$(CURDIR)/$(M2)
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+
+.PHONY: install jars demo test test-fast bench lint clean
+
+install: $(VENV)/.installed
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+
+# Re-synced whenever the lock or the project metadata changes; otherwise nothing to do.
+$(VENV)/.installed: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --python 3.11
+	touch $@
+
+jars: $(JARS)/spark/.fetched $(JARS)/kafka/.fetched
+
+$(JARS)/%/.fetched: jvm/%/pom.xml
+	rm -rf $(JARS)/$*
+	mvn $(MVN_FLAGS) -f jvm/$*/pom.xml dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(JARS)/$*
+	touch $@
+
+demo: install jars
+	$(VENV)/bin/streamlake demo
+
+test: install jars
+	$(VENV)/bin/pytest
+
+bench: install jars
+	$(VENV)/bin/python -m bench
+
+lint: install
+	$(VENV)/bin/lint-imports
+
+clean:
+	rm -rf var

@@ -1,0 +1,196 @@
+"""StreamLake settings, defined once.
+
+Layers, lowest to highest: the defaults below, then `conf/<env>.yaml` (env `local` is the embedded
+default), then environment variables `STREAMLAKE_<SECTION>__<KEY>` (e.g.
+`STREAMLAKE_LAKEHOUSE__ROOT=gs://bucket/lake`). A bad value fails at start-up with `ConfigError`
+naming the key and the value. The embedded default needs no configuration: a loopback broker and a
+lakehouse on local disk under the git-ignored `var/` folder.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+CONF_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = CONF_DIR.parent
+VAR_DIR = PROJECT_DIR / "var"
+DEFAULT_ENV = "local"
+ENV_PREFIX = "STREAMLAKE_"
+STORAGE_SCHEMES = ("file", "gs")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the key and the value."""
+
+
+def _check_storage_uri(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in STORAGE_SCHEMES:
+        raise ValueError(f"storage location must be a URI with scheme {' or '.join(STORAGE_SCHEMES)}")
+    if parsed.scheme == "file" and (parsed.netloc or not parsed.path.startswith("/")):
+        raise ValueError("a file:// URI needs an absolute path, e.g. file:///data/lake")
+    if parsed.scheme == "gs" and not parsed.netloc:
+        raise ValueError("a gs:// URI needs a bucket, e.g. gs://bucket/lake")
+    return value.rstrip("/")
+
+
+StorageUri = Annotated[str, AfterValidator(_check_storage_uri)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalBrokerSettings(Section):
+    """The single-node KRaft broker StreamLake starts itself (`streamlake kafka start`)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9092, ge=1, le=65535)
+    controller_port: int = Field(default=9093, ge=1, le=65535)
+    data_dir: Path = VAR_DIR / "kafka"
+    heap: str = Field(default="512m", pattern=r"^\d+[mg]$")
+    startup_timeout_s: float = Field(default=90.0, gt=0)
+
+
+class KafkaSettings(Section):
+    # None means "the embedded local broker"; set it to use any other cluster.
+    bootstrap_servers: str | None = None
+    local_broker: LocalBrokerSettings = LocalBrokerSettings()
+    request_timeout_ms: int = Field(default=10_000, gt=0)
+
+    @property
+    def bootstrap(self) -> str:
+        if self.bootstrap_servers:
+            return self.bootstrap_servers
+        return f"{self.local_broker.host}:{self.local_broker.port}"
+
+    def client_config(self) -> dict[str, Any]:
+        return {"bootstrap.servers": self.bootstrap}
+
+    def producer_config(self, client_id: str) -> dict[str, Any]:
+        """An idempotent producer: acks=all, no duplicates from internal retries, order kept."""
+        return {
+            **self.client_config(),
+            "client.id": client_id,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "delivery.timeout.ms": 30_000,
+        }
+
+
+class TopicSettings(Section):
+    raw_partitions: int = Field(default=3, ge=1)
+    dlq_partitions: int = Field(default=1, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    raw_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=-1)
+    # The DLQ keeps records longer: people inspect and replay them days later.
+    dlq_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=-1)
+    cleanup_policy: Literal["delete", "compact", "compact,delete"] = "delete"
+
+
+class LakehouseSettings(Section):
+    root: StorageUri = (VAR_DIR / "lakehouse").as_uri()
+
+    def table_uri(self, layer: str, name: str) -> str:
+        return f"{self.root}/{layer}/{name}"
+
+    def checkpoint_uri(self, job: str, name: str) -> str:
+        return f"{self.root}/_checkpoints/{job}/{name}"
+
+
+class SparkSettings(Section):
+    master: str = "local[2]"
+    shuffle_partitions: int = Field(default=4, ge=1)
+    driver_memory: str = Field(default="2g", pattern=r"^\d+[mg]$")
+    ui_enabled: bool = False
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
+    # Extra `spark.*` settings, passed through as-is (e.g. for a cluster).
+    conf: dict[str, str] = {}
+
+
+class JvmSettings(Section):
+    # Where `make jars` puts the jars fetched by Maven (jvm/*/pom.xml).
+    jars_dir: Path = PROJECT_DIR / ".cache" / "jars"
+
+    @property
+    def spark_jars(self) -> list[Path]:
+        return sorted((self.jars_dir / "spark").glob("*.jar"))
+
+    @property
+    def kafka_jars_dir(self) -> Path:
+        return self.jars_dir / "kafka"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    env: str = DEFAULT_ENV
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    lakehouse: LakehouseSettings = LakehouseSettings()
+    spark: SparkSettings = SparkSettings()
+    jvm: JvmSettings = JvmSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        env = init_settings.init_kwargs.get("env") or os.environ.get(f"{ENV_PREFIX}ENV", DEFAULT_ENV)
+        yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=env_file(env))
+        return init_settings, env_settings, yaml_source
+
+
+def env_file(env: str) -> Path:
+    path = CONF_DIR / f"{env}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
+        raise ConfigError(f"env: no config file conf/{env}.yaml for env {env!r} (known: {', '.join(known)})")
+    return path
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{key}: {error['msg']}{shown}"
+
+
+def load_settings(env: str | None = None, **overrides: Any) -> Settings:
+    """Build settings from all layers; raise ConfigError naming every bad key and value."""
+    try:
+        if env is not None:
+            overrides["env"] = env
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise ConfigError(f"invalid StreamLake configuration: {problems}") from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Process-wide settings (the API and CLI); tests call `load_settings` or clear this cache."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Thin spark-submit entrypoints plus the shared session builder and lakehouse I/O."""

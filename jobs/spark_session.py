@@ -1,0 +1,73 @@
+"""The one place a SparkSession (or a spark-submit command line) is configured.
+
+Jobs and tests call `build_spark_session`; `spark_submit_command` gives the same configuration to
+`spark-submit`. Jars come from the Maven-fetched cache (`make jars`), never from `--packages`, so a
+set-up machine needs no network at run time.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from conf.settings import VAR_DIR, ConfigError, Settings
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+
+def spark_jars(settings: Settings) -> list[Path]:
+    jars = settings.jvm.spark_jars
+    if not jars:
+        raise ConfigError(f"jvm.jars_dir: no Spark jars under {settings.jvm.jars_dir / 'spark'}; run `make jars`")
+    return jars
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """Every Spark setting StreamLake relies on; `settings.spark.conf` overrides any of them."""
+    spark = settings.spark
+    conf = {
+        "spark.jars": ",".join(str(j) for j in spark_jars(settings)),
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        "spark.sql.shuffle.partitions": str(spark.shuffle_partitions),
+        "spark.default.parallelism": str(spark.shuffle_partitions),
+        "spark.ui.enabled": str(spark.ui_enabled).lower(),
+        "spark.driver.memory": spark.driver_memory,
+        # Event times are UTC end to end; a machine's local zone must never leak into data.
+        "spark.sql.session.timeZone": "UTC",
+        # Keep Spark's side files (warehouse, Derby metastore) out of whatever folder we run in.
+        "spark.sql.warehouse.dir": str(VAR_DIR / "spark-warehouse"),
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={VAR_DIR / 'derby'}",
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.sql.streaming.stopGracefullyOnShutdown": "true",
+        "spark.ui.showConsoleProgress": "false",
+    }
+    if spark.master.startswith("local"):
+        # A local driver talks only to itself: bind to loopback rather than guess a network address.
+        conf["spark.driver.host"] = "127.0.0.1"
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+    conf.update(spark.conf)
+    return conf
+
+
+def build_spark_session(settings: Settings, app_name: str) -> SparkSession:
+    builder = SparkSession.builder.appName(app_name).master(settings.spark.master)
+    for key, value in spark_conf(settings).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel(settings.spark.log_level)
+    return session
+
+
+def spark_submit_command(settings: Settings, application: Path, *args: str) -> list[str]:
+    """`spark-submit` with the same configuration as `build_spark_session`."""
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    conf = spark_conf(settings)
+    command = [str(spark_submit), "--master", settings.spark.master, "--jars", conf.pop("spark.jars")]
+    command += ["--driver-memory", conf.pop("spark.driver.memory")]
+    for key, value in conf.items():
+        command += ["--conf", f"{key}={value}"]
+    return [*command, str(application), *args]

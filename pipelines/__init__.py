@@ -1,0 +1,1 @@
+"""Pure DataFrame -> DataFrame transformations. No SparkSession, no reads or writes, no config."""
