@@ -164,11 +164,17 @@ class Settings(BaseSettings):
         return init_settings, env_settings, yaml_source
 
 
+def conf_dir() -> Path:
+    """Where `<env>.yaml` files live: `conf/`, or STREAMLAKE_CONF_DIR (tests, deployments)."""
+    return Path(os.environ.get(f"{ENV_PREFIX}CONF_DIR", CONF_DIR))
+
+
 def env_file(env: str) -> Path:
-    path = CONF_DIR / f"{env}.yaml"
+    folder = conf_dir()
+    path = folder / f"{env}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
-        raise ConfigError(f"env: no config file conf/{env}.yaml for env {env!r} (known: {', '.join(known)})")
+        known = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise ConfigError(f"env: no config file {path} for env {env!r} (known: {', '.join(known)})")
     return path
 
 

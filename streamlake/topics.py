@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic, ResourceType
 
 from conf.settings import Settings
@@ -119,8 +119,13 @@ def apply_topics(
             try:
                 future.result(timeout=timeout_s)
             except KafkaException as exc:
+                # Someone created it between our listing and our request: reconcile it below.
+                if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue
                 raise RuntimeError(f"creating topic {name} failed: {exc.args[0].str()}") from exc
             results[name] = TopicResult(name, Action.CREATED)
+        if len(results) < len(missing):
+            existing = _existing_partitions(admin, timeout_s)
     for spec in specs:
         if spec.name not in results:
             results[spec.name] = _reconcile(admin, spec, existing[spec.name], increase_partitions, timeout_s)

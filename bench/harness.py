@@ -1,0 +1,95 @@
+"""What every benchmark shares: a private broker, result files and the printed table.
+
+A benchmark module `bench/bench_<name>.py` defines `run(ctx: BenchContext) -> list[Measurement]`.
+Each run writes `bench/results/<name>.json` and prints a table with the baseline ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from conf.settings import Settings, load_settings
+from streamlake.kafka_broker import LocalBroker
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Measurement:
+    name: str
+    value: float
+    unit: str
+    baseline: str | None = None  # name of the measurement this one is compared with
+    target: str | None = None  # the issue's target, as text ("ratio >= 0.6")
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class BenchContext:
+    settings: Settings
+    workdir: Path
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def bench_context() -> Iterator[BenchContext]:
+    """A private broker on free loopback ports and a scratch lakehouse, stopped at the end."""
+    with tempfile.TemporaryDirectory(prefix="streamlake-bench-") as tmp:
+        workdir = Path(tmp)
+        base = load_settings()
+        broker = LocalBroker(
+            data_dir=workdir / "kafka", jars_dir=base.jvm.kafka_jars_dir, port=_free_port(),
+            controller_port=_free_port(), heap="1g",
+        )
+        broker.start(tie_to_parent=True)
+        try:
+            settings = load_settings(
+                kafka={"bootstrap_servers": broker.bootstrap},
+                lakehouse={"root": (workdir / "lakehouse").as_uri()},
+            )
+            yield BenchContext(settings, workdir)
+        finally:
+            broker.stop()
+
+
+def ratio_rows(measurements: list[Measurement]) -> list[tuple[Measurement, float | None]]:
+    by_name = {m.name: m for m in measurements}
+    rows = []
+    for m in measurements:
+        base = by_name.get(m.baseline) if m.baseline else None
+        rows.append((m, m.value / base.value if base and base.value else None))
+    return rows
+
+
+def report(bench_name: str, measurements: list[Measurement]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    rows = ratio_rows(measurements)
+    payload = {
+        "benchmark": bench_name,
+        "at": datetime.now(UTC).isoformat(),
+        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+        "measurements": [{**asdict(m), "ratio_to_baseline": r} for m, r in rows],
+    }
+    path = RESULTS_DIR / f"{bench_name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"\n== {bench_name} ==")
+    print(f"{'measurement':44} {'value':>14} {'unit':10} {'vs baseline':>12}  target")
+    for m, r in rows:
+        ratio = f"{r:.2f}x" if r is not None else ""
+        print(f"{m.name:44} {m.value:14.1f} {m.unit:10} {ratio:>12}  {m.target or ''}")
+    print(f"results: {path}")
+    return path

@@ -1,0 +1,3 @@
+from streamlake.cli import app
+
+app(prog_name="streamlake")
