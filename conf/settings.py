@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -79,8 +79,15 @@ class KafkaSettings(Section):
     def client_config(self) -> dict[str, Any]:
         return {"bootstrap.servers": self.bootstrap}
 
-    def producer_config(self, client_id: str) -> dict[str, Any]:
-        """An idempotent producer: acks=all, no duplicates from internal retries, order kept."""
+    def producer_config(
+        self, client_id: str, *, delivery_timeout_ms: int = 30_000, queue_max_messages: int = 100_000
+    ) -> dict[str, Any]:
+        """An idempotent producer: acks=all, no duplicates from internal retries, order kept.
+
+        `delivery_timeout_ms` bounds how long a record may wait for the broker before its delivery
+        report says it failed; `queue_max_messages` bounds the local queue, beyond which produce()
+        fails at once instead of buffering without limit (the API answers 503 for both).
+        """
         return {
             **self.client_config(),
             "client.id": client_id,
@@ -88,7 +95,8 @@ class KafkaSettings(Section):
             "acks": "all",
             "linger.ms": 5,
             "compression.type": "lz4",
-            "delivery.timeout.ms": 30_000,
+            "delivery.timeout.ms": delivery_timeout_ms,
+            "queue.buffering.max.messages": queue_max_messages,
         }
 
 
@@ -135,6 +143,29 @@ class JvmSettings(Section):
         return self.jars_dir / "kafka"
 
 
+class ApiSettings(Section):
+    """The ingestion API (`streamlake api`): server, request limits, delivery and auth."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1)
+    max_batch_events: int = Field(default=500, ge=1)
+    # Checked against Content-Length before reading, and while streaming a body without one.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # A request waits at most this long for Kafka to store its events, then gets a 503.
+    delivery_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    # The Retry-After a 503 advises: long enough for a reconnect, short enough not to lose time.
+    retry_after_s: int = Field(default=1, ge=0)
+    # Records librdkafka may hold unsent; beyond it a request gets a 503 instead of waiting.
+    producer_queue_max_messages: int = Field(default=100_000, ge=1)
+    # Bearer tokens accepted on the ingest routes; empty means auth is off. Real tokens come from
+    # the environment (STREAMLAKE_API__AUTH_TOKENS='["..."]') or a deployment's config, never git.
+    auth_tokens: list[SecretStr] = []
+    # Who wrote the record: the envelope's `producer` and the Kafka client.id.
+    producer_id: str = Field(default="streamlake-ingest-api", min_length=1, max_length=255)
+    access_log: bool = False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -149,6 +180,7 @@ class Settings(BaseSettings):
     lakehouse: LakehouseSettings = LakehouseSettings()
     spark: SparkSettings = SparkSettings()
     jvm: JvmSettings = JvmSettings()
+    api: ApiSettings = ApiSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -108,3 +108,30 @@ def demo(events: Annotated[int, typer.Option(min=1, help="Events produced per da
         typer.echo(f"round trip incomplete for {', '.join(mismatched)}", err=True)
         raise typer.Exit(1)
     typer.echo("round trip complete: every Kafka message is a Delta row")
+
+
+@app.command()
+def api() -> None:
+    """Serve the ingestion API with uvicorn (host, port, workers and access log from `api` settings)."""
+    import os
+
+    import uvicorn
+
+    settings = _settings()
+    if _state["env"]:
+        # Every worker builds its own app from get_settings(); the chosen env must reach them.
+        os.environ["STREAMLAKE_ENV"] = _state["env"]
+    api_settings = settings.api
+    typer.echo(f"ingestion API on http://{api_settings.host}:{api_settings.port} ({api_settings.workers} worker(s)), "
+               f"kafka {settings.kafka.bootstrap}")
+    uvicorn.run(
+        "ingest_api.app:create_app",
+        factory=True,
+        host=api_settings.host,
+        port=api_settings.port,
+        workers=api_settings.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=api_settings.access_log,
+        log_config=None,  # keep StreamLake's JSON logging (configured by the callback above)
+    )

@@ -1,0 +1,86 @@
+"""What one ingest request does after its body is read: validate, add metadata, produce, wait.
+
+Owns the per-process ingest service: the dataset parsers, the metrics, and (from the lifespan on)
+the delivery bridge. Records are built by `contracts.envelope.wrap`, the one definition of the
+envelope, key and headers. A request is acknowledged only with the delivery report of every one of
+its events; anything else becomes a 503 with Retry-After, and no event of it is acknowledged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from pydantic import BaseModel
+
+from conf.settings import Settings
+from contracts import DATASETS, DatasetContract
+from contracts.envelope import wrap
+from ingest_api.errors import ApiError
+from ingest_api.metrics import IngestMetrics
+from ingest_api.models import AcceptedEvent, EventError, IngestAccepted
+from ingest_api.producer import DeliveryBridge, DeliveryFailed, Record
+from ingest_api.validation import EventParser
+
+_UNAVAILABLE_MESSAGES = {
+    "queue_full": "Kafka is not keeping up (the producer's queue is full)",
+    "delivery_failed": "Kafka refused or lost the events",
+    "delivery_timeout": "Kafka did not confirm the events in time",
+    "producer_failed": "the Kafka producer failed and needs a restart",
+}
+
+
+class IngestService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = IngestMetrics()
+        self.parsers = {name: EventParser(c, settings.api.max_batch_events) for name, c in DATASETS.items()}
+        self.bridge: DeliveryBridge | None = None  # set by the app's lifespan
+        self._retry_after = {"Retry-After": str(settings.api.retry_after_s)}
+
+    def parser(self, dataset: str) -> EventParser:
+        parser = self.parsers.get(dataset)
+        if parser is None:
+            known = sorted(DATASETS)
+            raise ApiError(
+                404, "unknown_dataset", f"unknown dataset {dataset!r}; known datasets: {', '.join(known)}",
+                known_datasets=known,
+            )
+        return parser
+
+    async def ingest(self, contract: DatasetContract, events: Sequence[BaseModel], *, batch: bool) -> IngestAccepted:
+        received_at = datetime.now(UTC)
+        producer_id = self.settings.api.producer_id
+        ids = [uuid4() for _ in events]
+        records = []
+        for event, ingestion_id in zip(events, ids, strict=True):
+            key, value, headers = wrap(contract, event, producer_id, ingestion_id=ingestion_id, received_at=received_at)
+            records.append(Record(contract.raw_topic, key, value, headers))
+        assert self.bridge is not None, "the app's lifespan starts the producer before serving requests"
+        started = time.perf_counter()
+        try:
+            stored = await self.bridge.deliver(records)
+        except DeliveryFailed as exc:
+            raise self._unavailable(exc, len(events), batch) from None
+        finally:
+            self.metrics.produce_latency.labels(contract.name).observe(time.perf_counter() - started)
+        self.metrics.accepted.labels(contract.name).inc(len(events))
+        return IngestAccepted(
+            dataset=contract.name,
+            received_at=received_at,
+            events=[
+                AcceptedEvent(ingestion_id=i, topic=s.topic, partition=s.partition, offset=s.offset)
+                for i, s in zip(ids, stored, strict=True)
+            ],
+        )
+
+    def _unavailable(self, exc: DeliveryFailed, count: int, batch: bool) -> ApiError:
+        what = f"none of the {count} events is" if batch else "the event is not"
+        message = (
+            f"{_UNAVAILABLE_MESSAGES[exc.cause]}; {what} acknowledged. Retry later: a retry may store an event "
+            "twice, and Silver keeps one per event id"
+        )
+        errors = [EventError(index=f.index if batch else None, type=f.code, message=f.reason) for f in exc.failures]
+        return ApiError(503, f"kafka_{exc.cause}", message, headers=self._retry_after, events=count, errors=errors)

@@ -1,0 +1,48 @@
+"""The API's answers as Pydantic models, so the OpenAPI schema documents exactly what is sent.
+
+Owns the shapes of the 202 answer and of every error body; it decides nothing about when they are
+sent (routes and `ingest_api.ingestion` do).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+
+class AcceptedEvent(BaseModel):
+    ingestion_id: UUID = Field(description="The id StreamLake gave this event (envelope and Kafka header).")
+    topic: str
+    partition: int
+    offset: int
+
+
+class IngestAccepted(BaseModel):
+    """Every event of the request is stored in Kafka (its delivery report said so)."""
+
+    dataset: str
+    received_at: datetime = Field(description="When the API received the request (UTC), as in each envelope.")
+    events: list[AcceptedEvent] = Field(description="One entry per event, in request order.")
+
+
+class EventError(BaseModel):
+    """One reason an event was refused or is not known to be stored."""
+
+    index: int | None = Field(default=None, description="Position in the batch; absent for the single-event endpoint.")
+    field: str | None = Field(
+        default=None, description="Path of the field at fault, e.g. `items[0].quantity`; `(event)` for the whole event."
+    )
+    type: str = Field(description="Machine-readable reason: a Pydantic error type or a Kafka error name.")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every non-2xx answer of the API: a stable `error` code and a sentence saying what to fix."""
+
+    error: str
+    message: str
+    known_datasets: list[str] | None = None
+    limit: int | None = None
+    errors: list[EventError] | None = None

@@ -1,0 +1,1 @@
+"""One `APIRouter` per module: `events` (ingestion), `health` (probes), `metrics` (Prometheus)."""
