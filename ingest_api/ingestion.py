@@ -65,13 +65,14 @@ class IngestService:
         except DeliveryFailed as exc:
             raise self._unavailable(exc, len(events), batch) from None
         finally:
-            self.metrics.produce_latency.labels(contract.name).observe(time.perf_counter() - started)
-        self.metrics.accepted.labels(contract.name).inc(len(events))
-        return IngestAccepted(
+            self.metrics.produce_latency_of[contract.name].observe(time.perf_counter() - started)
+        self.metrics.accepted_in[contract.name].inc(len(events))
+        # model_construct: every value comes from us or from Kafka's report, so validating is waste.
+        return IngestAccepted.model_construct(
             dataset=contract.name,
             received_at=received_at,
             events=[
-                AcceptedEvent(ingestion_id=i, topic=s.topic, partition=s.partition, offset=s.offset)
+                AcceptedEvent.model_construct(ingestion_id=i, topic=s.topic, partition=s.partition, offset=s.offset)
                 for i, s in zip(ids, stored, strict=True)
             ],
         )
