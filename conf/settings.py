@@ -130,6 +130,35 @@ class SparkSettings(Section):
     conf: dict[str, str] = {}
 
 
+class BronzeSettings(Section):
+    """The Bronze streaming job (Kafka -> Bronze Delta + DLQ)."""
+
+    trigger_interval: str = "2 seconds"
+    max_offsets_per_trigger: int = Field(default=100_000, ge=1)
+    # A value larger than this goes to the DLQ as `oversized` instead of into Bronze.
+    max_value_bytes: int = Field(default=1024 * 1024, ge=1)
+    # Offsets that fell out of Kafka's retention stop the job unless this is explicitly false.
+    fail_on_data_loss: bool = True
+    # Delta idempotent-write app ids, per "<job>.<dataset>". A checkpoint reset must come with a
+    # new app id (docs/runbook.md); the default is stable and never derived from the query id.
+    app_ids: dict[str, str] = {}
+    # A failing storage write is retried with exponential backoff, then the job exits non-zero.
+    write_attempts: int = Field(default=5, ge=1)
+    retry_backoff_s: float = Field(default=1.0, gt=0)
+    retry_backoff_max_s: float = Field(default=30.0, gt=0)
+
+    def app_id(self, job: str, dataset: str) -> str:
+        return self.app_ids.get(f"{job}.{dataset}", f"streamlake.{job}.{dataset}.1")
+
+
+class RealtimeSettings(Section):
+    """The speed layer: 1-minute tumbling-window metrics from Bronze."""
+
+    window: str = "1 minute"
+    watermark: str = "2 minutes"
+    trigger_interval: str = "5 seconds"
+
+
 class JvmSettings(Section):
     # Where `make jars` puts the jars fetched by Maven (jvm/*/pom.xml).
     jars_dir: Path = PROJECT_DIR / ".cache" / "jars"
@@ -180,6 +209,8 @@ class Settings(BaseSettings):
     lakehouse: LakehouseSettings = LakehouseSettings()
     spark: SparkSettings = SparkSettings()
     jvm: JvmSettings = JvmSettings()
+    bronze: BronzeSettings = BronzeSettings()
+    realtime: RealtimeSettings = RealtimeSettings()
     api: ApiSettings = ApiSettings()
 
     @classmethod

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 from pyspark.sql import DataFrame, SparkSession
 
-from conf.settings import Settings
+from conf.settings import BronzeSettings, Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class StoreUnavailableError(RuntimeError):
+    """A write kept failing after every retry; the batch is not committed."""
+
+
+class CheckpointMismatchError(RuntimeError):
+    """The checkpoint is behind what the Delta table says this app id already wrote."""
 
 
 def kafka_source_options(settings: Settings, topic: str) -> dict[str, str]:
@@ -13,7 +29,7 @@ def kafka_source_options(settings: Settings, topic: str) -> dict[str, str]:
         "subscribe": topic,
         "includeHeaders": "true",
         # Offsets gone from Kafka's retention are data loss: stop loudly unless told otherwise.
-        "failOnDataLoss": "true",
+        "failOnDataLoss": str(settings.bronze.fail_on_data_loss).lower(),
     }
 
 
@@ -30,6 +46,22 @@ def read_kafka_batch(
     )
 
 
+def write_kafka_batch(df: DataFrame, settings: Settings, topic: str) -> None:
+    """Write (key, value, headers) rows to a topic; returns only when every record is acknowledged.
+
+    Spark's Kafka writer flushes its producer at the end of each task and fails the task on any
+    delivery error, so a returned call means every record is stored (acks=all, idempotent).
+    """
+    (
+        df.write.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap)
+        .option("kafka.enable.idempotence", "true")
+        .option("kafka.acks", "all")
+        .option("topic", topic)
+        .save()
+    )
+
+
 def overwrite_delta(df: DataFrame, path: str, partition_by: list[str] | None = None) -> None:
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     if partition_by:
@@ -37,14 +69,85 @@ def overwrite_delta(df: DataFrame, path: str, partition_by: list[str] | None = N
     writer.save(path)
 
 
-def append_delta_idempotent(df: DataFrame, path: str, app_id: str, version: int, partition_by: list[str] | None = None) -> None:
+def append_delta_idempotent(
+    df: DataFrame, path: str, app_id: str, version: int, partition_by: list[str] | None = None
+) -> None:
     """Append once per (app_id, version): Delta skips a write it has already committed for them."""
-    writer = (
-        df.write.format("delta")
-        .mode("append")
-        .option("txnAppId", app_id)
-        .option("txnVersion", version)
-    )
+    writer = df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version)
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
+
+
+def with_retries(action: Callable[[], T], what: str, policy: BronzeSettings, context: dict) -> T:
+    """Run `action`, retrying failures with bounded exponential backoff; then raise loudly."""
+    delay = policy.retry_backoff_s
+    for attempt in range(1, policy.write_attempts + 1):
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - storage and Kafka errors arrive as many types
+            if attempt == policy.write_attempts:
+                raise StoreUnavailableError(
+                    f"{what} failed {attempt} times, giving up: {str(exc).splitlines()[0][:500]}"
+                ) from exc
+            log.warning(
+                "write failed, retrying",
+                extra={**context, "what": what, "attempt": attempt, "retry_in_s": delay, "error": str(exc).splitlines()[0][:300]},
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, policy.retry_backoff_max_s)
+    raise AssertionError("unreachable")
+
+
+def _hadoop_path(spark: SparkSession, uri: str):
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    return path, path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+
+
+def delta_table_exists(spark: SparkSession, path: str) -> bool:
+    log_path, fs = _hadoop_path(spark, f"{path}/_delta_log")
+    return bool(fs.exists(log_path))
+
+
+def delta_version(spark: SparkSession, path: str) -> int:
+    jvm = spark.sparkContext._jvm
+    delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+    return int(delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty()).version())
+
+
+def delta_txn_version(spark: SparkSession, path: str, app_id: str) -> int | None:
+    """The last txnVersion committed to the table by `app_id`, or None."""
+    if not delta_table_exists(spark, path):
+        return None
+    jvm = spark.sparkContext._jvm
+    delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+    snapshot = delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
+    found = snapshot.transactions().get(app_id)
+    return int(found.get()) if found.isDefined() else None
+
+
+def last_committed_batch(spark: SparkSession, checkpoint: str) -> int | None:
+    """The highest batch id in a streaming checkpoint's commit log, or None if it has none."""
+    commits, fs = _hadoop_path(spark, f"{checkpoint}/commits")
+    if not fs.exists(commits):
+        return None
+    ids = [int(s.getPath().getName()) for s in fs.listStatus(commits) if s.getPath().getName().isdigit()]
+    return max(ids) if ids else None
+
+
+def check_checkpoint_matches_table(spark: SparkSession, checkpoint: str, table: str, app_id: str) -> None:
+    """Refuse to start when the checkpoint is behind the table for this app id.
+
+    After a crash the checkpoint may trail Delta by one batch (written, not yet committed); that
+    batch is replayed and Delta skips it. Any larger gap means the checkpoint was reset or replaced:
+    new batch ids would be <= the table's txnVersion and Delta would silently skip real data.
+    """
+    written = delta_txn_version(spark, table, app_id)
+    committed = last_committed_batch(spark, checkpoint)
+    if written is not None and (committed is None or committed < written - 1):
+        raise CheckpointMismatchError(
+            f"checkpoint {checkpoint} has last committed batch {committed}, but table {table} already holds "
+            f"batch {written} from app id {app_id!r}. A reset checkpoint needs a new app id "
+            f"(setting bronze.app_ids); see docs/runbook.md"
+        )

@@ -42,7 +42,6 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.warehouse.dir": str(VAR_DIR / "spark-warehouse"),
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={VAR_DIR / 'derby'}",
         "spark.databricks.delta.snapshotPartitions": "2",
-        "spark.sql.streaming.stopGracefullyOnShutdown": "true",
         "spark.ui.showConsoleProgress": "false",
     }
     if spark.master.startswith("local"):
@@ -62,10 +61,26 @@ def build_spark_session(settings: Settings, app_name: str) -> SparkSession:
     return session
 
 
+def spark_submit_env(base: dict[str, str]) -> dict[str, str]:
+    """The environment spark-submit needs: the pinned pyspark as SPARK_HOME, this interpreter."""
+    import pyspark
+
+    return {
+        **base,
+        "SPARK_HOME": str(Path(pyspark.__file__).resolve().parent),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
+
+
 def spark_submit_command(settings: Settings, application: Path, *args: str) -> list[str]:
     """`spark-submit` with the same configuration as `build_spark_session`."""
     spark_submit = Path(sys.executable).parent / "spark-submit"
     conf = spark_conf(settings)
+    if settings.spark.master.startswith("local"):
+        # The driver must run in this environment, where the project and its packages are installed.
+        conf.setdefault("spark.pyspark.python", sys.executable)
+        conf.setdefault("spark.pyspark.driver.python", sys.executable)
     command = [str(spark_submit), "--master", settings.spark.master, "--jars", conf.pop("spark.jars")]
     command += ["--driver-memory", conf.pop("spark.driver.memory")]
     for key, value in conf.items():

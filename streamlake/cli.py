@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,6 +15,8 @@ kafka_app = typer.Typer(help="The local single-node Kafka broker (KRaft).", no_a
 topics_app = typer.Typer(help="Kafka topics declared by the contracts and configuration.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
+stream_app = typer.Typer(help="Long-running Spark Structured Streaming jobs (run through spark-submit).", no_args_is_help=True)
+app.add_typer(stream_app, name="stream")
 
 _state: dict[str, str | None] = {"env": None}
 
@@ -135,3 +138,37 @@ def api() -> None:
         access_log=api_settings.access_log,
         log_config=None,  # keep StreamLake's JSON logging (configured by the callback above)
     )
+
+
+@stream_app.command("bronze")
+def stream_bronze(
+    dataset: Annotated[str, typer.Option(help="A registered dataset, e.g. user_events.")],
+    available_now: Annotated[bool, typer.Option(help="Process what Kafka holds now, then exit.")] = False,
+) -> None:
+    """Kafka raw topic -> Bronze Delta + DLQ, exactly once (spark-submit jobs/bronze_stream.py)."""
+    _run_spark_job("bronze_stream.py", dataset, ["--available-now"] if available_now else [])
+
+
+@stream_app.command("realtime")
+def stream_realtime(dataset: Annotated[str, typer.Option(help="A registered dataset, e.g. user_events.")]) -> None:
+    """Bronze -> 1-minute real-time metrics in Delta (spark-submit jobs/realtime_metrics.py)."""
+    _run_spark_job("realtime_metrics.py", dataset, [])
+
+
+def _run_spark_job(script: str, dataset: str, extra: list[str]) -> None:
+    import os
+
+    from contracts.registry import UnknownDatasetError, get_contract
+    from jobs.spark_session import spark_submit_command, spark_submit_env
+
+    settings = _settings()
+    try:
+        get_contract(dataset)
+    except UnknownDatasetError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    job = Path(__file__).resolve().parent.parent / "jobs" / script
+    args = ["--dataset", dataset, *extra] + (["--env", _state["env"]] if _state["env"] else [])
+    command = spark_submit_command(settings, job, *args)
+    # exec: signals (SIGTERM from an orchestrator) reach spark-submit directly.
+    os.execve(command[0], command, spark_submit_env(dict(os.environ)))

@@ -1,0 +1,221 @@
+"""Bronze streaming: `streamlake.<dataset>.raw` -> Bronze Delta (exactly once) + DLQ topic.
+
+    spark-submit jobs/bronze_stream.py --dataset user_events [--env local]
+    streamlake stream bronze --dataset user_events        (the same, through spark-submit)
+
+Each micro-batch classifies every record (pipelines.bronze), appends the valid ones to
+`<lakehouse>/bronze/<dataset>` with Delta's idempotent writes (txnAppId from settings, txnVersion =
+batch id), and writes the invalid ones, bytes untouched, to `streamlake.<dataset>.dlq`; the batch
+completes only when both are safe, and only then does the checkpoint advance. Exit status: 0 after
+a clean stop, 1 when the query fails (e.g. the store stayed down), 2 for a configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+
+from conf.logging import configure_logging
+from conf.settings import ConfigError, Settings, load_settings
+from contracts.registry import DatasetContract, UnknownDatasetError, get_contract
+from jobs.lakehouse_io import (
+    append_delta_idempotent,
+    check_checkpoint_matches_table,
+    delta_version,
+    kafka_source_options,
+    with_retries,
+    write_kafka_batch,
+)
+from jobs.spark_session import build_spark_session
+from pipelines.bronze import filter_invalid, filter_valid, to_bronze_rows, to_dlq_records, with_verdict
+
+JOB = "bronze"
+PARTITION_COLUMNS = ["ingestion_date"]
+log = logging.getLogger("streamlake.bronze")
+
+
+class BronzeBatchWriter:
+    """The foreachBatch sink: one call per micro-batch, safe to re-run for the same batch id."""
+
+    def __init__(self, settings: Settings, contract: DatasetContract) -> None:
+        self.settings = settings
+        self.contract = contract
+        self.table = settings.lakehouse.table_uri("bronze", contract.name)
+        self.app_id = settings.bronze.app_id(JOB, contract.name)
+        self.job_name = f"bronze_stream/{contract.name} app_id={self.app_id}"
+
+    def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        context = {"dataset": self.contract.name, "batch_id": batch_id, "path": self.table}
+        verdict_df = batch_df.transform(with_verdict, self.contract, self.settings.bronze.max_value_bytes)
+        verdict_df = verdict_df.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            stats = self._stats(verdict_df)
+            valid = sum(n for (_, error_class), n in stats["rows"].items() if error_class is None)
+            invalid = stats["total"] - valid
+            if invalid:
+                dlq_df = filter_invalid(verdict_df).transform(to_dlq_records, self.job_name, F.current_timestamp())
+                with_retries(lambda: write_kafka_batch(dlq_df, self.settings, self.contract.dlq_topic),
+                             f"DLQ write to {self.contract.dlq_topic}", self.settings.bronze, context)
+            if valid:
+                bronze_df = filter_valid(verdict_df).transform(to_bronze_rows, self.contract, batch_id)
+                with_retries(
+                    lambda: append_delta_idempotent(bronze_df, self.table, self.app_id, batch_id, PARTITION_COLUMNS),
+                    f"Bronze Delta write to {self.table}", self.settings.bronze, context,
+                )
+            if valid + invalid != stats["total"]:  # every record has exactly one verdict
+                raise AssertionError(f"batch {batch_id}: {valid} valid + {invalid} invalid != {stats['total']} read")
+            log.info(
+                "bronze batch committed",
+                extra={
+                    **context,
+                    "topic": self.contract.raw_topic,
+                    "offsets": stats["offsets"],
+                    "rows": stats["total"],
+                    "valid": valid,
+                    "invalid": invalid,
+                    "dlq_reasons": stats["reasons"],
+                    "dlq_topic": self.contract.dlq_topic,
+                    "delta_version": delta_version(batch_df.sparkSession, self.table) if valid else None,
+                    "duration_ms": round((time.monotonic() - started) * 1000),
+                },
+            )
+        finally:
+            verdict_df.unpersist()
+
+    @staticmethod
+    def _stats(verdict_df: DataFrame) -> dict:
+        rows = (
+            verdict_df.groupBy("partition", F.col("error.error_class").alias("error_class"))
+            .agg(F.count("*").alias("rows"), F.min("offset").alias("first"), F.max("offset").alias("last"))
+            .collect()
+        )
+        offsets: dict[str, list[int]] = {}
+        for r in rows:
+            first, last = offsets.get(str(r["partition"]), [r["first"], r["last"]])
+            offsets[str(r["partition"])] = [min(first, r["first"]), max(last, r["last"])]
+        reasons = Counter()
+        for r in rows:
+            if r["error_class"] is not None:
+                reasons[r["error_class"]] += r["rows"]
+        return {
+            "rows": {(r["partition"], r["error_class"]): r["rows"] for r in rows},
+            "total": sum(r["rows"] for r in rows),
+            "offsets": offsets,
+            "reasons": dict(reasons),
+        }
+
+
+class ProgressLogger(StreamingQueryListener):
+    """Logs each query progress report: input and processing rates, batch duration."""
+
+    def onQueryStarted(self, event) -> None:
+        log.info("query started", extra={"query": event.name, "id": str(event.id), "run_id": str(event.runId)})
+
+    def onQueryProgress(self, event) -> None:
+        p = event.progress
+        log.info(
+            "query progress",
+            extra={
+                "query": p.name,
+                "batch_id": p.batchId,
+                "input_rows": p.numInputRows,
+                "input_rows_per_s": round(p.inputRowsPerSecond, 1),
+                "processed_rows_per_s": round(p.processedRowsPerSecond, 1),
+                "batch_duration_ms": p.batchDuration,
+                "end_offsets": json.loads(p.sources[0].endOffset) if p.sources and p.sources[0].endOffset else None,
+            },
+        )
+
+    def onQueryIdle(self, event) -> None:
+        pass
+
+    def onQueryTerminated(self, event) -> None:
+        log.info("query terminated", extra={"id": str(event.id), "error": event.exception})
+
+
+def start_bronze_query(spark: SparkSession, settings: Settings, dataset: str, *, available_now: bool = False) -> StreamingQuery:
+    contract = get_contract(dataset)
+    writer = BronzeBatchWriter(settings, contract)
+    checkpoint = settings.lakehouse.checkpoint_uri(JOB, dataset)
+    check_checkpoint_matches_table(spark, checkpoint, writer.table, writer.app_id)
+    stream_df = (
+        spark.readStream.format("kafka")
+        .options(**kafka_source_options(settings, contract.raw_topic))
+        .option("startingOffsets", "earliest")
+        .option("maxOffsetsPerTrigger", settings.bronze.max_offsets_per_trigger)
+        .load()
+    )
+    trigger = {"availableNow": True} if available_now else {"processingTime": settings.bronze.trigger_interval}
+    log.info(
+        "starting bronze stream",
+        extra={"dataset": dataset, "topic": contract.raw_topic, "path": writer.table, "checkpoint": checkpoint,
+               "app_id": writer.app_id, "dlq_topic": contract.dlq_topic},
+    )
+    return (
+        stream_df.writeStream.foreachBatch(writer)
+        .option("checkpointLocation", checkpoint)
+        .queryName(f"bronze-{dataset}")
+        .trigger(**trigger)
+        .start()
+    )
+
+
+def stop_gracefully(query: StreamingQuery, timeout_s: float = 60.0) -> None:
+    """Let an in-flight batch finish (it commits or never started), then stop the query."""
+    deadline = time.monotonic() + timeout_s
+    while query.isActive and query.status["isTriggerActive"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    query.stop()
+
+
+def run(settings: Settings, dataset: str, *, available_now: bool) -> int:
+    spark = build_spark_session(settings, f"streamlake-bronze-{dataset}")
+    spark.streams.addListener(ProgressLogger())
+    stop_requested = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+    try:
+        query = start_bronze_query(spark, settings, dataset, available_now=available_now)
+        while query.isActive:
+            if stop_requested.is_set():
+                log.info("SIGTERM received: stopping after the current batch", extra={"dataset": dataset})
+                stop_gracefully(query)
+                break
+            query.awaitTermination(1)
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the job's last word must say what failed
+        log.error("bronze stream failed", extra={"dataset": dataset, "error": str(exc).splitlines()[0][:2000]})
+        return 1
+    finally:
+        spark.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Kafka raw topic -> Bronze Delta + DLQ, exactly once.")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--env", default=None)
+    parser.add_argument("--available-now", action="store_true", help="process what is in Kafka now, then exit")
+    args = parser.parse_args(argv)
+    configure_logging()
+    try:
+        settings = load_settings(args.env)
+        get_contract(args.dataset)
+    except (ConfigError, UnknownDatasetError) as exc:
+        log.error("cannot start", extra={"error": str(exc)})
+        return 2
+    return run(settings, args.dataset, available_now=args.available_now)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Helpers shared by the Bronze tests: producing records with known coordinates, reading the DLQ,
+and reconciling Kafka offsets against Bronze and the DLQ."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from pyspark.sql import SparkSession
+
+from conf.settings import Settings
+from contracts.envelope import wrap
+from contracts.registry import DatasetContract
+
+
+@dataclass(frozen=True)
+class Produced:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def produce_raw(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> list[Produced]:
+    """Produce records in order and return their coordinates from the delivery reports."""
+    producer = Producer(settings.kafka.producer_config(client_id="tests"))
+    delivered: dict[int, Produced] = {}
+    errors = []
+
+    def report(index: int, key, value):
+        def on_delivery(err, msg) -> None:
+            if err is not None:
+                errors.append(err)
+            else:
+                delivered[index] = Produced(msg.partition(), msg.offset(), key, value)
+        return on_delivery
+
+    for index, (key, value) in enumerate(records):
+        producer.produce(topic, key=key, value=value, on_delivery=report(index, key, value))
+    assert producer.flush(60) == 0 and not errors, errors
+    return [delivered[i] for i in range(len(records))]
+
+
+def envelope_value(contract: DatasetContract, event, **changes) -> tuple[bytes, bytes]:
+    key, value, _ = wrap(contract, event, "tests")
+    doc = json.loads(value)
+    for path, new in changes.items():
+        target = doc
+        *parents, leaf = path.split("__")
+        for parent in parents:
+            target = target[parent]
+        if new is DELETE:
+            del target[leaf]
+        else:
+            target[leaf] = new
+    return key, json.dumps(doc).encode()
+
+
+DELETE = object()
+
+
+def read_topic(settings: Settings, topic: str, timeout_s: float = 30.0) -> list:
+    """Every message currently on a topic (all partitions, from the low watermark)."""
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": "tests-reader", "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        ends = {}
+        assignment = []
+        for p in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                ends[p] = high
+                assignment.append(TopicPartition(topic, p, low))
+        consumer.assign(assignment)
+        messages = []
+        while ends:
+            msg = consumer.poll(timeout_s)
+            assert msg is not None, f"timed out reading {topic}; still waiting for partitions {sorted(ends)}"
+            assert msg.error() is None, msg.error()
+            messages.append(msg)
+            if msg.offset() + 1 >= ends.get(msg.partition(), 0):
+                ends.pop(msg.partition(), None)
+        return messages
+    finally:
+        consumer.close()
+
+
+def dlq_headers(msg) -> dict[str, str]:
+    return {k: v.decode() for k, v in msg.headers() or [] if k.startswith("dlq.")}
+
+
+def reconcile(spark: SparkSession, settings: Settings, contract: DatasetContract) -> dict:
+    """Every offset of the raw topic, counted in Bronze and in the DLQ (deduplicated by source)."""
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": "tests-reader"})
+    try:
+        partitions = consumer.list_topics(contract.raw_topic, timeout=10).topics[contract.raw_topic].partitions
+        expected = set()
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(contract.raw_topic, p), timeout=10)
+            expected |= {(p, o) for o in range(low, high)}
+    finally:
+        consumer.close()
+    table = settings.lakehouse.table_uri("bronze", contract.name)
+    bronze = Counter(
+        (r.kafka_partition, r.kafka_offset)
+        for r in spark.read.format("delta").load(table).select("kafka_partition", "kafka_offset").collect()
+    )
+    dlq = {
+        (int(h["dlq.source.partition"]), int(h["dlq.source.offset"]))
+        for h in (dlq_headers(m) for m in read_topic(settings, contract.dlq_topic))
+        if h["dlq.source.topic"] == contract.raw_topic
+    }
+    return {
+        "expected": expected,
+        "in_bronze": set(bronze),
+        "bronze_duplicates": {k: n for k, n in bronze.items() if n > 1},
+        "in_dlq": dlq,
+        "missing": expected - set(bronze) - dlq,
+        "in_both": set(bronze) & dlq,
+    }

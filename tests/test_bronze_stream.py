@@ -1,0 +1,129 @@
+"""Bronze streaming against the real broker, Spark and Delta: exact rows, exact DLQ records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+from pyspark.sql import SparkSession
+
+from conf.settings import Settings, load_settings
+from contracts.registry import get_contract
+from jobs.bronze_stream import start_bronze_query
+from jobs.lakehouse_io import CheckpointMismatchError
+from streamlake import synthetic
+from streamlake.topics import apply_topics, declared_topics
+from tests.bronze_support import DELETE, dlq_headers, envelope_value, produce_raw, read_topic, reconcile
+
+MAX_VALUE_BYTES = 4096
+
+
+@pytest.fixture(scope="module")
+def topics(settings: Settings) -> None:
+    apply_topics(AdminClient(settings.kafka.client_config()), declared_topics(settings))
+
+
+@pytest.fixture
+def bronze_settings(settings: Settings, tmp_path: Path, topics) -> Settings:
+    """The session broker, a fresh lakehouse (and so a fresh checkpoint) for this test."""
+    return load_settings(
+        kafka={"bootstrap_servers": settings.kafka.bootstrap},
+        lakehouse={"root": (tmp_path / "lake").as_uri()},
+        bronze={"max_value_bytes": MAX_VALUE_BYTES, "retry_backoff_s": 0.2},
+    )
+
+
+def run_available_now(spark: SparkSession, settings: Settings, dataset: str) -> None:
+    query = start_bronze_query(spark, settings, dataset, available_now=True)
+    query.awaitTermination()
+    assert query.exception() is None
+
+
+ORDERS = get_contract("orders")
+POISON_KINDS = {
+    # name: (record, expected error class, expected reason)
+    "malformed_json": ((b"O-P1", b'{"ingestion_id": '), "malformed_json", "value is not valid JSON"),
+    "not_utf8": ((b"O-P2", b"\xff\xfe\xfd"), "not_utf8", "value is not valid UTF-8"),
+    "oversized": ((b"O-P3", b"{" + b" " * MAX_VALUE_BYTES + b"}"), "oversized",
+                  f"value is {MAX_VALUE_BYTES + 2} bytes, over the {MAX_VALUE_BYTES} byte limit"),
+}
+
+
+def _poison_from_event(event) -> dict[str, tuple[tuple[bytes, bytes], str, str]]:
+    return {
+        "missing_field": (envelope_value(ORDERS, event, payload__customer_id=DELETE), "missing_field",
+                          "missing required field payload.customer_id"),
+        "wrong_type": (envelope_value(ORDERS, event, payload__items=[{"sku": "S", "quantity": "2", "unit_price": "1.00"}]),
+                       "wrong_type", "payload.items[].quantity is not a valid int"),
+        "enum": (envelope_value(ORDERS, event, payload__status="lost"), "out_of_contract",
+                 "payload.status 'lost' is not one of created, paid, shipped, delivered, cancelled, failed"),
+        "range": (envelope_value(ORDERS, event, payload__amount="-5.00"), "out_of_contract",
+                  "payload.amount '-5.00' is below the minimum 0"),
+        "schema_version": (envelope_value(ORDERS, event, schema_version="v9"), "unknown_schema_version",
+                           "unknown schema_version 'v9' (known: v1)"),
+    }
+
+
+def test_valid_rows_land_in_bronze_and_each_poison_kind_in_the_dlq(spark: SparkSession, bronze_settings: Settings) -> None:
+    first, second, third = synthetic.orders(3, seed=101)
+    poison = {**POISON_KINDS, **_poison_from_event(second)}
+    records = [envelope_value(ORDERS, first)] + [record for record, _, _ in poison.values()] + [envelope_value(ORDERS, third)]
+    produced = produce_raw(bronze_settings, ORDERS.raw_topic, records)
+    valid_coords = {(produced[0].partition, produced[0].offset), (produced[-1].partition, produced[-1].offset)}
+
+    run_available_now(spark, bronze_settings, "orders")
+
+    bronze_df = spark.read.format("delta").load(bronze_settings.lakehouse.table_uri("bronze", "orders"))
+    ours = [r for r in bronze_df.collect() if (r.kafka_partition, r.kafka_offset) in valid_coords]
+    assert sorted(r.order_id for r in ours) == sorted([first.order_id, third.order_id])
+    row = next(r for r in ours if r.order_id == first.order_id)
+    assert (row.customer_id, row.status, row.amount, row.currency, row.event_timestamp.isoformat()) == (
+        first.customer_id, first.status, first.amount, first.currency, "2026-01-01T00:00:00"
+    )
+    assert [(i.sku, i.quantity, i.unit_price) for i in row.items] == [(i.sku, i.quantity, i.unit_price) for i in first.items]
+    assert row.raw_value == records[0][1].decode()
+    assert (row.kafka_key, row.kafka_topic, row.dataset, row.schema_version, row.producer) == (
+        first.order_id, ORDERS.raw_topic, "orders", "v1", "tests"
+    )
+    assert row.ingestion_id == json.loads(records[0][1])["ingestion_id"]
+
+    dlq = {(int(h["dlq.source.partition"]), int(h["dlq.source.offset"])): (m, h)
+           for m in read_topic(bronze_settings, ORDERS.dlq_topic) for h in [dlq_headers(m)]}
+    for (name, (record, error_class, reason)), sent in zip(poison.items(), produced[1:-1], strict=True):
+        msg, headers = dlq[(sent.partition, sent.offset)]
+        assert (msg.key(), msg.value()) == record, name  # bytes untouched
+        assert {k: v for k, v in headers.items() if k != "dlq.failed.at"} == {
+            "dlq.error.class": error_class,
+            "dlq.error.reason": reason,
+            "dlq.source.topic": ORDERS.raw_topic,
+            "dlq.source.partition": str(sent.partition),
+            "dlq.source.offset": str(sent.offset),
+            "dlq.source.timestamp": headers["dlq.source.timestamp"],
+            "dlq.job": "bronze_stream/orders app_id=streamlake.bronze.orders.1",
+        }, name
+        assert headers["dlq.failed.at"].endswith("Z"), name
+
+
+def test_every_offset_is_in_bronze_or_the_dlq_exactly_once(spark: SparkSession, bronze_settings: Settings) -> None:
+    events = list(synthetic.orders(20, seed=5))
+    records = [envelope_value(ORDERS, e) for e in events] + [(b"O-X", b"nope")]
+    produce_raw(bronze_settings, ORDERS.raw_topic, records)
+    run_available_now(spark, bronze_settings, "orders")
+    run_available_now(spark, bronze_settings, "orders")  # a restart finds nothing new to do
+    result = reconcile(spark, bronze_settings, ORDERS)
+    assert (result["missing"], result["bronze_duplicates"], result["in_both"]) == (set(), {}, set())
+    assert result["in_bronze"] | result["in_dlq"] == result["expected"]
+
+
+def test_a_reset_checkpoint_with_the_same_app_id_refuses_to_start(
+    spark: SparkSession, bronze_settings: Settings, tmp_path: Path
+) -> None:
+    produce_raw(bronze_settings, ORDERS.raw_topic, [envelope_value(ORDERS, next(synthetic.orders(1, seed=9)))])
+    run_available_now(spark, bronze_settings, "orders")
+    run_available_now(spark, bronze_settings, "orders")
+    checkpoint = Path(bronze_settings.lakehouse.checkpoint_uri("bronze", "orders").removeprefix("file://"))
+    checkpoint.rename(tmp_path / "old-checkpoint")  # an operator "resets" the checkpoint
+    with pytest.raises(CheckpointMismatchError, match=r"A reset checkpoint needs a new app id"):
+        start_bronze_query(spark, bronze_settings, "orders", available_now=True)
