@@ -8,7 +8,6 @@ first request, flushed after the last. `uvicorn --factory ingest_api.app:create_
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,6 +43,7 @@ the event's id, so retrying is safe.
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     service: IngestService = app.state.ingest
     bridge = DeliveryBridge(service.settings)
+    bridge.start()
     service.bridge = bridge
     service.metrics.watch_queue(lambda: bridge.queue_depth)
     log.info("ingest api started", extra={"bootstrap": service.settings.kafka.bootstrap})
@@ -51,7 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         # Requests are finished by now (the server drains them); give queued records their chance.
-        await asyncio.to_thread(bridge.close, service.settings.api.delivery_timeout_s)
+        await bridge.close(service.settings.api.delivery_timeout_s)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
