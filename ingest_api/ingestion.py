@@ -79,9 +79,13 @@ class IngestService:
 
     def _unavailable(self, exc: DeliveryFailed, count: int, batch: bool) -> ApiError:
         what = f"none of the {count} events is" if batch else "the event is not"
+        errors = [EventError(index=f.index if batch else None, type=f.code, message=f.reason) for f in exc.failures]
+        if exc.cause == "record_too_large":
+            # The client's fault, and a retry fails the same way: no 503, no Retry-After.
+            message = f"an event is larger than Kafka accepts for one record; {what} acknowledged"
+            return ApiError(413, "event_too_large", message, events=count, errors=errors)
         message = (
             f"{_UNAVAILABLE_MESSAGES[exc.cause]}; {what} acknowledged. Retry later: a retry may store an event "
             "twice, and Silver keeps one per event id"
         )
-        errors = [EventError(index=f.index if batch else None, type=f.code, message=f.reason) for f in exc.failures]
         return ApiError(503, f"kafka_{exc.cause}", message, headers=self._retry_after, events=count, errors=errors)

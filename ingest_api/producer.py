@@ -36,6 +36,8 @@ _IDLE_POLL_S = 0.5
 _DELIVERY_GRACE_S = 2.0
 # librdkafka's report for a record that waited `delivery.timeout.ms` (Kafka away or too slow).
 _MSG_TIMED_OUT = KafkaError(KafkaError._MSG_TIMED_OUT).name()
+# The record is over the client's or the topic's size limit: retrying cannot help.
+_MSG_SIZE_TOO_LARGE = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE).name()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +70,8 @@ class DeliveryFailed(Exception):
     """Some records of a request are not known to be stored; none of the request is acknowledged."""
 
     def __init__(self, cause: str, failures: list[NotStored]) -> None:
-        self.cause = cause  # queue_full | delivery_failed | delivery_timeout | producer_failed
+        # queue_full | delivery_failed | delivery_timeout | producer_failed | record_too_large
+        self.cause = cause
         self.failures = failures
         super().__init__(f"{cause}: {len(failures)} record(s) not stored")
 
@@ -176,8 +179,7 @@ class DeliveryBridge:
             self._waiting -= 1
         if pending.failures:
             failures = sorted(pending.failures, key=lambda f: f.index)
-            timed_out = all(f.code == _MSG_TIMED_OUT for f in failures)
-            raise DeliveryFailed("delivery_timeout" if timed_out else "delivery_failed", failures)
+            raise DeliveryFailed(_cause_of(failures), failures)
         return pending.stored  # type: ignore[return-value]  # every slot is set once all reports are in
 
     def _produce(self, pending: _PendingRequest, records: Sequence[Record]) -> None:
@@ -193,15 +195,13 @@ class DeliveryBridge:
             except BufferError:
                 # The local queue is full (Kafka slow or away): fail now rather than wait for room.
                 # Records of this request already queued may still be stored; none is acknowledged.
-                unsent = range(index, len(records))
-                raise DeliveryFailed(
-                    "queue_full", [NotStored(i, "_QUEUE_FULL", "the producer's local queue is full") for i in unsent]
-                ) from None
+                failed = NotStored(index, "_QUEUE_FULL", "the producer's local queue is full")
+                raise DeliveryFailed("queue_full", _with_unsent(failed, len(records))) from None
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
-                cause = "producer_failed" if error.fatal() else "delivery_failed"
-                unsent = range(index, len(records))
-                raise DeliveryFailed(cause, [NotStored(i, error.name(), error.str()) for i in unsent]) from None
+                failed = NotStored(index, error.name(), error.str())
+                cause = "producer_failed" if error.fatal() else _cause_of([failed])
+                raise DeliveryFailed(cause, _with_unsent(failed, len(records))) from None
 
     async def topic_partitions(self, topics: Sequence[str], timeout_s: float) -> dict[str, int]:
         """Ask the broker for the topics' metadata; raise KafkaException when it does not answer."""
@@ -224,6 +224,19 @@ class DeliveryBridge:
         if remaining:
             log.error("kafka producer closed with undelivered records", extra={"undelivered": remaining})
         return remaining
+
+
+def _cause_of(failures: Sequence[NotStored]) -> str:
+    codes = {f.code for f in failures}
+    if _MSG_SIZE_TOO_LARGE in codes:
+        return "record_too_large"
+    return "delivery_timeout" if codes == {_MSG_TIMED_OUT} else "delivery_failed"
+
+
+def _with_unsent(failed: NotStored, count: int) -> list[NotStored]:
+    """The record that failed to produce, then every later one of the request (never handed over)."""
+    later = f"not sent: event {failed.index} of the request failed first"
+    return [failed, *(NotStored(i, "_NOT_SENT", later) for i in range(failed.index + 1, count))]
 
 
 def _expire(future: asyncio.Future[None]) -> None:

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+from conf.settings import Settings
 
 from ingest_api.app import create_app
 from streamlake.kafka_broker import LocalBroker
@@ -23,12 +28,15 @@ from tests.conftest import free_port, start_broker
 from tests.test_ingest_api_support import (  # noqa: F401 - fixtures
     BATCH_URL,
     EVENTS_URL,
+    ORDERS_TOPIC,
+    ORDERS_URL,
     USER_EVENTS_TOPIC,
     anyio_backend,
     apply_raw_topics,
     read_all,
     serving,
     serving_app,
+    order_event,
     settings_for,
     user_event,
 )
@@ -54,6 +62,23 @@ def nothing_listening() -> str:
 
 def restart(broker: LocalBroker) -> None:
     broker.start(tie_to_parent=True)
+
+
+@contextmanager
+def topic_config(settings: Settings, topic: str, key: str, value: str) -> Iterator[None]:
+    """The topic with one config overridden, and the override removed afterwards."""
+    admin = AdminClient(settings.kafka.client_config())
+
+    def alter(operation: AlterConfigOpType) -> None:
+        entry = ConfigEntry(key, value, incremental_operation=operation)
+        resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+        admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+
+    alter(AlterConfigOpType.SET)
+    try:
+        yield
+    finally:
+        alter(AlterConfigOpType.DELETE)
 
 
 async def test_unreachable_kafka_is_503_with_retry_after_and_no_acknowledgement() -> None:
@@ -102,6 +127,23 @@ async def test_a_full_producer_queue_is_503_at_once() -> None:
     }
     assert elapsed < 1.0
     assert first.status_code == 503
+
+
+async def test_a_record_the_broker_refuses_is_not_acknowledged(own_broker: LocalBroker) -> None:
+    settings = settings_for(own_broker.bootstrap)
+    apply_raw_topics(settings)
+    # Random SKUs so that lz4 cannot shrink the batch under the topic's limit.
+    items = [{"sku": uuid.uuid4().hex * 2, "quantity": 1, "unit_price": "1.00"} for _ in range(40)]
+    with topic_config(settings, ORDERS_TOPIC, "max.message.bytes", "1000"):
+        async with serving(settings) as client:
+            response = await client.post(ORDERS_URL, json=order_event(items=items))
+
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": "event_too_large",
+        "message": "an event is larger than Kafka accepts for one record; the event is not acknowledged",
+        "errors": [{"type": "MSG_SIZE_TOO_LARGE", "message": "Broker: Message size too large"}],
+    }
 
 
 async def _post_until_accepted(client: httpx.AsyncClient, deadline_s: float) -> httpx.Response:

@@ -270,6 +270,24 @@ async def test_a_body_over_the_size_limit_is_413(client: httpx.AsyncClient) -> N
     }
 
 
+async def test_an_event_over_kafkas_record_size_limit_is_413_and_not_stored(
+    client: httpx.AsyncClient, consumer: Consumer
+) -> None:
+    # Under the 1 MiB body limit, over librdkafka's 1,000,000-byte message.max.bytes once wrapped.
+    event = order_event(items=[{"sku": "SKU-001", "quantity": 2, "unit_price": "12.75"}] * 19_800)
+    before = end_offsets(consumer, ORDERS_TOPIC)
+
+    response = await client.post(ORDERS_URL, json=event)
+
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": "event_too_large",
+        "message": "an event is larger than Kafka accepts for one record; the event is not acknowledged",
+        "errors": [{"type": "MSG_SIZE_TOO_LARGE", "message": "Unable to produce message: Broker: Message size too large"}],
+    }
+    assert end_offsets(consumer, ORDERS_TOPIC) == before
+
+
 async def test_a_batch_over_the_event_limit_is_413_saying_the_limit(client: httpx.AsyncClient) -> None:
     response = await client.post(BATCH_URL, json=[user_event() for _ in range(MAX_BATCH_EVENTS + 1)])
 
