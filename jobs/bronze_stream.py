@@ -33,15 +33,24 @@ from jobs.lakehouse_io import (
     append_delta_idempotent,
     check_checkpoint_matches_table,
     delta_version,
+    ensure_delta_table,
     kafka_source_options,
     with_retries,
     write_kafka_batch,
 )
 from jobs.spark_session import build_spark_session
-from pipelines.bronze import filter_invalid, filter_valid, to_bronze_rows, to_dlq_records, with_verdict
+from pipelines.bronze import (
+    BRONZE_PARTITION_COLUMNS,
+    KAFKA_SOURCE_DDL,
+    bronze_stats_columns,
+    filter_invalid,
+    filter_valid,
+    to_bronze_rows,
+    to_dlq_records,
+    with_verdict,
+)
 
 JOB = "bronze"
-PARTITION_COLUMNS = ["ingestion_date"]
 log = logging.getLogger("streamlake.bronze")
 
 
@@ -71,7 +80,7 @@ class BronzeBatchWriter:
             if valid:
                 bronze_df = filter_valid(verdict_df).transform(to_bronze_rows, self.contract, batch_id)
                 with_retries(
-                    lambda: append_delta_idempotent(bronze_df, self.table, self.app_id, batch_id, PARTITION_COLUMNS),
+                    lambda: append_delta_idempotent(bronze_df, self.table, self.app_id, batch_id, BRONZE_PARTITION_COLUMNS),
                     f"Bronze Delta write to {self.table}", self.settings.bronze, context,
                 )
             if valid + invalid != stats["total"]:  # every record has exactly one verdict
@@ -145,11 +154,20 @@ class ProgressLogger(StreamingQueryListener):
         log.info("query terminated", extra={"id": str(event.id), "error": event.exception})
 
 
+def create_bronze_table(spark: SparkSession, contract: DatasetContract, table: str) -> None:
+    """The Bronze table, created up front from the pipeline's own output schema."""
+    empty_df = spark.createDataFrame([], KAFKA_SOURCE_DDL).transform(with_verdict, contract, 1)
+    schema = to_bronze_rows(empty_df, contract, 0).schema
+    properties = {"delta.dataSkippingStatsColumns": ",".join(bronze_stats_columns(contract)), "delta.appendOnly": "true"}
+    ensure_delta_table(spark, table, schema, BRONZE_PARTITION_COLUMNS, properties)
+
+
 def start_bronze_query(spark: SparkSession, settings: Settings, dataset: str, *, available_now: bool = False) -> StreamingQuery:
     contract = get_contract(dataset)
     writer = BronzeBatchWriter(settings, contract)
     checkpoint = settings.lakehouse.checkpoint_uri(JOB, dataset)
     check_checkpoint_matches_table(spark, checkpoint, writer.table, writer.app_id)
+    create_bronze_table(spark, contract, writer.table)
     stream_df = (
         spark.readStream.format("kafka")
         .options(**kafka_source_options(settings, contract.raw_topic))

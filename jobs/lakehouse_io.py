@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
 
 from conf.settings import BronzeSettings, Settings
 
@@ -77,6 +78,22 @@ def append_delta_idempotent(
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
+
+
+def ensure_delta_table(
+    spark: SparkSession, path: str, schema: StructType, partition_by: list[str], properties: dict[str, str]
+) -> None:
+    """Create the table with an explicit schema and properties unless it exists (idempotent)."""
+    from delta.tables import DeltaTable
+
+    if delta_table_exists(spark, path):
+        return
+    # Delta compares the location with its own normalised form (`file:/x` for `file:///x`).
+    hadoop_path, fs = _hadoop_path(spark, path)
+    builder = DeltaTable.create(spark).location(fs.makeQualified(hadoop_path).toString()).addColumns(schema).partitionedBy(*partition_by)
+    for key, value in properties.items():
+        builder = builder.property(key, value)
+    builder.execute()
 
 
 def with_retries(action: Callable[[], T], what: str, policy: BronzeSettings, context: dict) -> T:

@@ -34,6 +34,18 @@ UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
 
 DLQ_HEADER_PREFIX = "dlq."
 KAFKA_COLUMNS = ["key", "value", "topic", "partition", "offset", "timestamp", "headers"]
+KAFKA_SOURCE_DDL = (
+    "key BINARY, value BINARY, topic STRING, partition INT, offset BIGINT, timestamp TIMESTAMP, "
+    "timestampType INT, headers ARRAY<STRUCT<key: STRING, value: BINARY>>"
+)
+BRONZE_PARTITION_COLUMNS = ["ingestion_date"]
+
+
+def bronze_stats_columns(contract: DatasetContract) -> list[str]:
+    """Columns worth Delta file statistics: what Bronze is filtered by (Kafka coordinates for
+    replays and reconciliation, event and arrival time, the business key). Statistics on every
+    column, long raw text included, would cost more per batch than they ever save."""
+    return ["kafka_partition", "kafka_offset", "kafka_timestamp", "event_timestamp", "received_at", contract.business_key]
 
 
 def _envelope_shape(contract: DatasetContract) -> StructType:
