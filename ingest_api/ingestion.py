@@ -1,8 +1,8 @@
 """What one ingest request does after its body is read: validate, add metadata, produce, wait.
 
 Owns the per-process ingest service: the dataset parsers, the metrics, and (from the lifespan on)
-the delivery bridge. Records are built by `contracts.envelope.wrap`, the one definition of the
-envelope, key and headers. A request is acknowledged only with the delivery report of every one of
+the delivery bridge. Records are built by `contracts.envelope.wrap_many` (the same bytes as `wrap`,
+the one definition of the envelope, key and headers, built once per request instead of per event). A request is acknowledged only with the delivery report of every one of
 its events; anything else becomes a 503 with Retry-After, and no event of it is acknowledged.
 """
 
@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from conf.settings import Settings
 from contracts import DATASETS, DatasetContract
-from contracts.envelope import wrap
+from contracts.envelope import wrap_many
 from ingest_api.errors import ApiError
 from ingest_api.metrics import IngestMetrics
 from ingest_api.models import AcceptedEvent, EventError, IngestAccepted
@@ -52,12 +52,9 @@ class IngestService:
 
     async def ingest(self, contract: DatasetContract, events: Sequence[BaseModel], *, batch: bool) -> IngestAccepted:
         received_at = datetime.now(UTC)
-        producer_id = self.settings.api.producer_id
         ids = [uuid4() for _ in events]
-        records = []
-        for event, ingestion_id in zip(events, ids, strict=True):
-            key, value, headers = wrap(contract, event, producer_id, ingestion_id=ingestion_id, received_at=received_at)
-            records.append(Record(contract.raw_topic, key, value, headers))
+        wrapped = wrap_many(contract, events, self.settings.api.producer_id, ingestion_ids=ids, received_at=received_at)
+        records = [Record(contract.raw_topic, key, value, headers) for key, value, headers in wrapped]
         assert self.bridge is not None, "the app's lifespan starts the producer before serving requests"
         started = time.perf_counter()
         try:
@@ -72,8 +69,7 @@ class IngestService:
             dataset=contract.name,
             received_at=received_at,
             events=[
-                AcceptedEvent.model_construct(ingestion_id=i, topic=s.topic, partition=s.partition, offset=s.offset)
-                for i, s in zip(ids, stored, strict=True)
+                AcceptedEvent(i, s.topic, s.partition, s.offset) for i, s in zip(ids, stored, strict=True)
             ],
         )
 

@@ -6,14 +6,21 @@ sent (routes and `ingest_api.ingestion` do).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
 
-class AcceptedEvent(BaseModel):
-    ingestion_id: UUID = Field(description="The id StreamLake gave this event (envelope and Kafka header).")
+# A dataclass, not a model: a batch answer holds up to `max_batch_events` of these, built from our
+# own values, and a dataclass costs a third of a model to build (pydantic serializes both alike).
+@dataclass(frozen=True, slots=True)
+class AcceptedEvent:
+    """Where one acknowledged event is stored."""
+
+    ingestion_id: Annotated[UUID, Field(description="The id StreamLake gave this event (envelope and Kafka header).")]
     topic: str
     partition: int
     offset: int

@@ -154,6 +154,11 @@ class DeliveryBridge:
                     await self._work.wait()  # a request starting to wait ends the idle pause
 
     @property
+    def requests_waiting(self) -> int:
+        """Requests whose records are handed to the producer and not all reported yet."""
+        return self._waiting
+
+    @property
     def queue_depth(self) -> int:
         """Records handed to librdkafka and not yet reported (queued or in flight)."""
         return len(self._producer)

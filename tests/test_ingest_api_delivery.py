@@ -112,7 +112,7 @@ async def test_a_full_producer_queue_is_503_at_once() -> None:
     app = create_app(settings_for(nothing_listening(), delivery_timeout_s=3, producer_queue_max_messages=1))
     async with serving_app(app) as client:
         waiting = asyncio.create_task(client.post(EVENTS_URL, json=user_event()))
-        while not app.state.ingest.bridge.queue_depth:  # the first event now holds the whole queue
+        while not app.state.ingest.bridge.requests_waiting:  # the first event now holds the whole queue
             await asyncio.sleep(0.01)
         started = time.monotonic()
         response = await client.post(EVENTS_URL, json=user_event())
