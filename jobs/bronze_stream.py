@@ -20,6 +20,8 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -54,6 +56,15 @@ JOB = "bronze"
 log = logging.getLogger("streamlake.bronze")
 
 
+@contextmanager
+def _timed(stage_ms: dict[str, int], stage: str) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        stage_ms[stage] = round((time.monotonic() - started) * 1000)
+
+
 class BronzeBatchWriter:
     """The foreachBatch sink: one call per micro-batch, safe to re-run for the same batch id."""
 
@@ -69,20 +80,24 @@ class BronzeBatchWriter:
         context = {"dataset": self.contract.name, "batch_id": batch_id, "path": self.table}
         verdict_df = batch_df.transform(with_verdict, self.contract, self.settings.bronze.max_value_bytes)
         verdict_df = verdict_df.persist(StorageLevel.MEMORY_AND_DISK)
+        stage_ms: dict[str, int] = {}
         try:
-            stats = self._stats(verdict_df)
+            with _timed(stage_ms, "classify"):
+                stats = self._stats(verdict_df)
             valid = sum(n for (_, error_class), n in stats["rows"].items() if error_class is None)
             invalid = stats["total"] - valid
             if invalid:
                 dlq_df = filter_invalid(verdict_df).transform(to_dlq_records, self.job_name, F.current_timestamp())
-                with_retries(lambda: write_kafka_batch(dlq_df, self.settings, self.contract.dlq_topic),
-                             f"DLQ write to {self.contract.dlq_topic}", self.settings.bronze, context)
+                with _timed(stage_ms, "dlq_write"):
+                    with_retries(lambda: write_kafka_batch(dlq_df, self.settings, self.contract.dlq_topic),
+                                 f"DLQ write to {self.contract.dlq_topic}", self.settings.bronze, context)
             if valid:
                 bronze_df = filter_valid(verdict_df).transform(to_bronze_rows, self.contract, batch_id)
-                with_retries(
-                    lambda: append_delta_idempotent(bronze_df, self.table, self.app_id, batch_id, BRONZE_PARTITION_COLUMNS),
-                    f"Bronze Delta write to {self.table}", self.settings.bronze, context,
-                )
+                with _timed(stage_ms, "delta_write"):
+                    with_retries(
+                        lambda: append_delta_idempotent(bronze_df, self.table, self.app_id, batch_id, BRONZE_PARTITION_COLUMNS),
+                        f"Bronze Delta write to {self.table}", self.settings.bronze, context,
+                    )
             if valid + invalid != stats["total"]:  # every record has exactly one verdict
                 raise AssertionError(f"batch {batch_id}: {valid} valid + {invalid} invalid != {stats['total']} read")
             log.info(
@@ -98,6 +113,7 @@ class BronzeBatchWriter:
                     "dlq_topic": self.contract.dlq_topic,
                     "delta_version": delta_version(batch_df.sparkSession, self.table) if valid else None,
                     "duration_ms": round((time.monotonic() - started) * 1000),
+                    "stage_ms": stage_ms,
                 },
             )
         finally:
@@ -213,6 +229,11 @@ def run(settings: Settings, dataset: str, *, available_now: bool) -> int:
             query.awaitTermination(1)
         return 0
     except Exception as exc:  # noqa: BLE001 - the job's last word must say what failed
+        if stop_requested.is_set():
+            # Stopping was asked for; an in-flight batch cut short is replayed on restart (Delta's
+            # commit is atomic and its txn id skips what was already written).
+            log.info("stopped on SIGTERM", extra={"dataset": dataset, "detail": str(exc).splitlines()[0][:300]})
+            return 0
         log.error("bronze stream failed", extra={"dataset": dataset, "error": str(exc).splitlines()[0][:2000]})
         return 1
     finally:

@@ -1,0 +1,226 @@
+"""Bronze benchmark: Kafka -> Bronze throughput against a raw copy, and API-to-Bronze latency.
+
+1. Throughput on local[2], 1% poison pills: the Bronze query (parse, validate, DLQ, idempotent
+   Delta append) against a baseline query in the same session that copies the raw Kafka rows to a
+   Delta table with no parsing, validation or DLQ (the engine's ceiling here). Target ratio >= 0.6.
+2. End-to-end latency at a steady 1,000 events/s: from the API's 202 (client clock) to the Delta
+   commit that made the event visible in Bronze (commit timestamp from `_delta_log`), with the
+   Bronze job running as spark-submit. Target p99 < 10 s.
+
+Sizes: BENCH_BRONZE_EVENTS (default 100000), BENCH_E2E_SECONDS (default 40).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from bench.bench_ingest_api import uvicorn_server
+from bench.harness import BenchContext, Measurement
+from conf.settings import Settings
+from contracts.envelope import wrap
+from contracts.registry import get_contract
+from jobs.bronze_stream import start_bronze_query
+from jobs.lakehouse_io import kafka_source_options
+from jobs.spark_session import build_spark_session, spark_submit_command, spark_submit_env
+from streamlake import synthetic
+from streamlake.topics import apply_topics, declared_topics
+
+EVENTS = int(os.environ.get("BENCH_BRONZE_EVENTS", "100000"))
+E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "40"))
+E2E_RATE = 1000
+E2E_BATCH = 20  # events per API request: 50 requests/s make 1,000 events/s
+MAX_OFFSETS_PER_TRIGGER = 20_000
+POISON_SHARE = 0.01
+JOB = Path(__file__).resolve().parent.parent / "jobs" / "bronze_stream.py"
+
+
+def produce_with_poison(settings: Settings, dataset: str, count: int) -> None:
+    contract = get_contract(dataset)
+    producer = Producer({**settings.kafka.producer_config(client_id="bench"), "linger.ms": 50, "batch.size": 1_000_000})
+    rng = random.Random(1)
+    for event in synthetic.events(dataset, count, seed=23):
+        key, value, headers = wrap(contract, event, "bench")
+        if rng.random() < POISON_SHARE:
+            value = value[: len(value) // 2]  # a truncated record: malformed JSON
+        while True:
+            try:
+                producer.produce(contract.raw_topic, key=key, value=value, headers=headers)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    assert producer.flush(120) == 0
+
+
+def _timed_available_now(start) -> float:
+    started = time.perf_counter()
+    query = start()
+    query.awaitTermination()
+    if query.exception() is not None:
+        raise RuntimeError(f"query failed: {query.exception()}")
+    return time.perf_counter() - started
+
+
+def raw_copy_seconds(spark: SparkSession, settings: Settings, topic: str, run: int) -> float:
+    """The baseline: Kafka rows straight into Delta, same source options and batch sizes."""
+    root = settings.lakehouse.root
+
+    def start():
+        return (
+            spark.readStream.format("kafka").options(**kafka_source_options(settings, topic))
+            .option("startingOffsets", "earliest").option("maxOffsetsPerTrigger", MAX_OFFSETS_PER_TRIGGER).load()
+            .writeStream.format("delta").option("checkpointLocation", f"{root}/_checkpoints/raw_copy_{run}")
+            .trigger(availableNow=True).start(f"{root}/raw_copy_{run}")
+        )
+
+    return _timed_available_now(start)
+
+
+def bronze_seconds(spark: SparkSession, settings: Settings, dataset: str, run: int) -> float:
+    run_settings = settings.model_copy(update={
+        "lakehouse": settings.lakehouse.model_copy(update={"root": f"{settings.lakehouse.root}/bronze_run_{run}"}),
+        "bronze": settings.bronze.model_copy(update={"max_offsets_per_trigger": MAX_OFFSETS_PER_TRIGGER}),
+    })
+    return _timed_available_now(lambda: start_bronze_query(spark, run_settings, dataset, available_now=True))
+
+
+async def _paced_load(port: int, bodies: list[bytes], rate_per_s: float) -> list[tuple[list[str], float]]:
+    """POST batches at a fixed rate; return (ingestion_ids, time of the 202) per request."""
+    answered: list[tuple[list[str], float]] = []
+    failures = 0
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                                 limits=httpx.Limits(max_connections=64)) as client:
+        async def send(body: bytes) -> None:
+            nonlocal failures
+            response = await client.post("/v1/datasets/orders/events:batch", content=body,
+                                         headers={"content-type": "application/json"})
+            if response.status_code != 202:
+                failures += 1
+                return
+            answered.append(([e["ingestion_id"] for e in response.json()["events"]], time.time()))
+
+        tasks = []
+        started = time.perf_counter()
+        for i, body in enumerate(bodies):
+            delay = started + i / rate_per_s - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(body)))
+        await asyncio.gather(*tasks)
+    if failures:
+        raise RuntimeError(f"{failures} API requests were not accepted during the latency run")
+    return answered
+
+
+def commit_times_by_ingestion_id(spark: SparkSession, table: str) -> dict[str, float]:
+    """For each Bronze row, the timestamp (s) of the Delta commit that added its data file."""
+    log_df = spark.read.json(f"{table}/_delta_log/*.json").withColumn("log_file", F.input_file_name())
+    if "add" not in log_df.columns:  # only the table's creation so far
+        return {}
+    commits = log_df.filter("commitInfo is not null").select("log_file", F.col("commitInfo.timestamp").alias("committed_ms"))
+    adds = log_df.filter("add is not null").select("log_file", F.element_at(F.split("add.path", "/"), -1).alias("file_name"))
+    files = adds.join(commits, on="log_file", how="inner").select("file_name", "committed_ms")
+    rows = (
+        spark.read.format("delta").load(table)
+        .select("ingestion_id", F.element_at(F.split(F.col("_metadata.file_path"), "/"), -1).alias("file_name"))
+        .join(files, on="file_name", how="inner")
+        .collect()
+    )
+    return {r.ingestion_id: r.committed_ms / 1000 for r in rows}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def e2e_latency(spark: SparkSession, ctx: BenchContext) -> list[float]:
+    settings = ctx.settings
+    env = spark_submit_env({
+        **os.environ,
+        "STREAMLAKE_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap,
+        "STREAMLAKE_LAKEHOUSE__ROOT": f"{settings.lakehouse.root}/e2e",
+        "STREAMLAKE_BRONZE__TRIGGER_INTERVAL": "1 second",
+        "STREAMLAKE_SPARK__DRIVER_MEMORY": "1g",
+    })
+    table = f"{settings.lakehouse.root}/e2e/bronze/orders"
+    orders = get_contract("orders")
+    events = list(synthetic.orders(int(E2E_RATE * E2E_SECONDS), seed=31))
+    bodies = [
+        ("[" + ",".join(e.model_dump_json() for e in events[i:i + E2E_BATCH]) + "]").encode()
+        for i in range(0, len(events), E2E_BATCH)
+    ]
+    log_path = ctx.workdir / "bronze-e2e.log"
+    with log_path.open("wb") as log:
+        job = subprocess.Popen(spark_submit_command(settings, JOB, "--dataset", orders.name), env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while b"query started" not in log_path.read_bytes():
+            if job.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"bronze job did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        with uvicorn_server("ingest_api.app:create_app", settings, ctx.workdir) as (port, _):
+            answered = asyncio.run(_paced_load(port, bodies, E2E_RATE / E2E_BATCH))
+        accepted = {i: t for ids, t in answered for i in ids}
+        deadline = time.monotonic() + 120
+        while True:
+            committed = commit_times_by_ingestion_id(spark, table)
+            if accepted.keys() <= committed.keys() or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        missing = accepted.keys() - committed.keys()
+        if missing:
+            raise RuntimeError(f"{len(missing)} accepted events never reached Bronze")
+        return [committed[i] - t for i, t in accepted.items()]
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGTERM)
+            try:
+                job.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(job.pid, signal.SIGKILL)
+                job.wait()
+
+
+def run(ctx: BenchContext) -> list[Measurement]:
+    settings = ctx.settings
+    apply_topics(AdminClient(settings.kafka.client_config()), declared_topics(settings))
+    produce_with_poison(settings, "user_events", EVENTS)
+    spark = build_spark_session(settings, "streamlake-bench-bronze")
+    try:
+        topic = get_contract("user_events").raw_topic
+        # Alternate the two queries, twice each, and keep each one's best run: the first runs also
+        # warm up the JVM, which must not count against whichever query happens to go first.
+        copies, bronzes = [], []
+        for run_index in range(2):
+            copies.append(raw_copy_seconds(spark, settings, topic, run_index))
+            bronzes.append(bronze_seconds(spark, settings, "user_events", run_index))
+        latencies = e2e_latency(spark, ctx)
+    finally:
+        spark.stop()
+    details = {"events": EVENTS, "poison_share": POISON_SHARE, "max_offsets_per_trigger": MAX_OFFSETS_PER_TRIGGER,
+               "master": settings.spark.master}
+    return [
+        Measurement("raw Kafka -> Delta copy (baseline)", EVENTS / min(copies), "events/s",
+                    details={**details, "seconds": copies}),
+        Measurement("Kafka -> Bronze (parse, validate, DLQ)", EVENTS / min(bronzes), "events/s",
+                    baseline="raw Kafka -> Delta copy (baseline)", target="ratio >= 0.6",
+                    details={**details, "seconds": bronzes}),
+        Measurement("API 202 -> visible in Bronze, p50", _percentile(latencies, 0.50), "s",
+                    details={"rate_events_per_s": E2E_RATE, "seconds": E2E_SECONDS, "events": len(latencies),
+                             "bronze_trigger": "1 second"}),
+        Measurement("API 202 -> visible in Bronze, p99", _percentile(latencies, 0.99), "s", target="< 10 s"),
+    ]
