@@ -12,7 +12,6 @@ a clean stop, 1 when the query fails (e.g. the store stayed down), 2 for a confi
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import signal
@@ -28,9 +27,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
-from conf.logging import configure_logging
-from conf.settings import ConfigError, Settings, load_settings
-from contracts.registry import DatasetContract, UnknownDatasetError, get_contract
+from conf.settings import Settings
+from contracts.registry import DatasetContract, get_contract
+from jobs.entrypoint import dataset_job_main
 from jobs.lakehouse_io import (
     append_delta_idempotent,
     check_checkpoint_matches_table,
@@ -241,19 +240,7 @@ def run(settings: Settings, dataset: str, *, available_now: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Kafka raw topic -> Bronze Delta + DLQ, exactly once.")
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--env", default=None)
-    parser.add_argument("--available-now", action="store_true", help="process what is in Kafka now, then exit")
-    args = parser.parse_args(argv)
-    configure_logging()
-    try:
-        settings = load_settings(args.env)
-        get_contract(args.dataset)
-    except (ConfigError, UnknownDatasetError) as exc:
-        log.error("cannot start", extra={"error": str(exc)})
-        return 2
-    return run(settings, args.dataset, available_now=args.available_now)
+    return dataset_job_main("Kafka raw topic -> Bronze Delta + DLQ, exactly once.", run, argv, "process what is in Kafka now, then exit")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ idempotent, and a metric is visible within one trigger of its events reaching Br
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
@@ -22,9 +21,9 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from conf.logging import configure_logging
-from conf.settings import ConfigError, Settings, load_settings
-from contracts.registry import UnknownDatasetError, get_contract
+from conf.settings import Settings
+from contracts.registry import get_contract
+from jobs.entrypoint import dataset_job_main
 from jobs.lakehouse_io import delta_table_exists, delta_version
 from jobs.spark_session import build_spark_session
 from pipelines.realtime_metrics import METRICS, MetricSpec, windowed_metric
@@ -112,19 +111,7 @@ def run(settings: Settings, dataset: str, *, available_now: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Bronze -> 1-minute real-time metrics (Delta, MERGE per window).")
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--env", default=None)
-    parser.add_argument("--available-now", action="store_true", help="process what Bronze holds now, then exit")
-    args = parser.parse_args(argv)
-    configure_logging()
-    try:
-        settings = load_settings(args.env)
-        get_contract(args.dataset)
-    except (ConfigError, UnknownDatasetError) as exc:
-        log.error("cannot start", extra={"error": str(exc)})
-        return 2
-    return run(settings, args.dataset, available_now=args.available_now)
+    return dataset_job_main("Bronze -> 1-minute real-time metrics (Delta, MERGE per window).", run, argv, "process what Bronze holds now, then exit")
 
 
 if __name__ == "__main__":

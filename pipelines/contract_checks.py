@@ -26,7 +26,7 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DataType, StringType, StructField, StructType
 
-from contracts.spark_schema import struct_type_of
+from contracts.spark_schema import constraint, struct_type_of
 
 MISSING_FIELD = "missing_field"
 WRONG_TYPE = "wrong_type"
@@ -71,14 +71,6 @@ def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:
             return annotation, metadata
 
 
-def _constraint(metadata: list[Any], name: str) -> Any:
-    for item in metadata:
-        value = getattr(item, name, None)
-        if value is not None:
-            return value
-    return None
-
-
 def _quoted(shape: Column) -> Column:
     return F.concat(F.lit("'"), F.substring(shape, 1, 80), F.lit("'"))
 
@@ -104,7 +96,7 @@ def _constraint_violations(
     if annotation in (AwareDatetime, datetime):
         add(WRONG_TYPE, ~shape.rlike(ZONED_TIMESTAMP_PATTERN), "has no timezone (Z or +hh:mm required)")
     if annotation is Decimal:
-        places = _constraint(metadata, "decimal_places")
+        places = constraint(metadata, "decimal_places")
         if places is not None:
             add(OUT_OF_CONTRACT, ~shape.rlike(rf"^-?\d+(\.\d{{1,{places}}})?$"), f"has more than {places} decimal places")
     length = F.size(typed) if get_origin(annotation) is list else F.length(typed)
@@ -121,7 +113,7 @@ def _constraint_violations(
             add(OUT_OF_CONTRACT, length < item.min_length, f"is shorter than {item.min_length}", show_value=False)
         elif isinstance(item, MaxLen):
             add(OUT_OF_CONTRACT, length > item.max_length, f"is longer than {item.max_length}", show_value=False)
-    pattern = _constraint(metadata, "pattern")
+    pattern = constraint(metadata, "pattern")
     if pattern is not None:
         add(OUT_OF_CONTRACT, ~typed.rlike(pattern), f"does not match {pattern}")
     return found
