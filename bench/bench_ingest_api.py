@@ -44,8 +44,9 @@ DATASET = "user_events"
 DISTINCT_EVENTS = 5_000
 BATCH_SIZE = 500
 RAW_EVENTS = 300_000
-# Same uvicorn settings for the API and the no-op app, so (c)/(d) compares the handlers only.
-SERVER_WORKERS = 1
+# Same uvicorn settings for the API and the no-op app, so (c)/(d) compares the handlers only: one
+# worker per core, as a 2-core deployment would run (`api.workers`); BENCH_API_WORKERS overrides.
+SERVER_WORKERS = int(os.environ.get("BENCH_API_WORKERS", "2"))
 UVICORN_FLAGS = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
 SINGLE_CONNECTIONS = 64
 BATCH_CONNECTIONS = 8
