@@ -88,7 +88,8 @@ class LoadResult:
 
     @property
     def per_second(self) -> float:
-        return self.requests / self.seconds
+        """Accepted (202) answers per second: a 503 is not throughput."""
+        return self.statuses.get(202, 0) / self.seconds
 
     def percentile_ms(self, q: float) -> float:
         ordered = sorted(self.latencies_s)
@@ -301,9 +302,11 @@ def raw_producer_events_per_s(settings: Settings, records: list[tuple[bytes, byt
 
 
 def _checked(name: str, result: LoadResult) -> LoadResult:
-    unexpected = {s: n for s, n in result.statuses.items() if s != 202}
-    if unexpected or not result.requests:
-        raise RuntimeError(f"{name}: answers other than 202: {unexpected} of {result.requests}")
+    # A 503 is the API's correct answer when Kafka cannot keep up (it is counted, not fatal);
+    # anything else means the benchmark is not measuring what it claims.
+    unexpected = {s: n for s, n in result.statuses.items() if s not in (202, 503)}
+    if unexpected or not result.statuses.get(202):
+        raise RuntimeError(f"{name}: unexpected answers {result.statuses} of {result.requests}")
     return result
 
 
@@ -338,7 +341,7 @@ def run(ctx: BenchContext) -> list[Measurement]:
     def load_details(result: LoadResult, connections: int) -> dict:
         return {**setup, "connections": connections, "requests_per_s": round(result.per_second, 1),
                 "p50_ms": result.percentile_ms(0.5), "p99_ms": result.percentile_ms(0.99),
-                "cpu_us_per_request": result.cpu_us_per_request}
+                "cpu_us_per_request": result.cpu_us_per_request, "answers": result.statuses}
 
     return [
         Measurement("a_raw_producer", raw, "events/s",
