@@ -54,6 +54,15 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id (a UUID in URL-safe base64). One starting with '-' would be read by the
+    storage tool as an option (1 in 64 of them), so those are drawn again."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 @dataclass(frozen=True)
 class LocalBroker:
     data_dir: Path
@@ -180,7 +189,7 @@ class LocalBroker:
     def _format_storage_once(self) -> None:
         if (self._log_dirs / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = new_cluster_id()
         command = self._java_command(
             _STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(self._properties_file), "--ignore-formatted"
         )

@@ -80,3 +80,11 @@ def test_start_failure_says_so_with_the_broker_log(broker_env) -> None:
     assert result.stderr.startswith("kafka broker exited during start-up; log tail:\n")
     assert "Address already in use" in result.stderr
     assert _pids_of(properties) == []
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    from streamlake.kafka_broker import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(2000)]  # without the redraw, ~31 of these start with '-'
+    assert [i for i in ids if i.startswith("-")] == []
+    assert {len(i) for i in ids} == {22}
