@@ -6,6 +6,7 @@ and unknown fields are rejected rather than silently dropped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Annotated
 
@@ -26,3 +27,14 @@ class ContractModel(BaseModel):
     """Base for every event payload model (strict types, no extra fields, immutable)."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """A validation error's location as people read it: `payload.items[0].quantity`.
+
+    The one spelling of a field path, for the API's 422 answers and the DLQ's reasons alike.
+    """
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path

@@ -7,6 +7,7 @@ set-up machine needs no network at run time.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -53,6 +54,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
 
 
 def build_spark_session(settings: Settings, app_name: str) -> SparkSession:
+    if settings.spark.master.startswith("local"):
+        # Python workers (Bronze's contract checks run in them) need this interpreter, where the
+        # project and its packages are installed; PySpark reads only the environment for it.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name).master(settings.spark.master)
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)

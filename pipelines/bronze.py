@@ -2,35 +2,25 @@
 
 Pure DataFrame -> DataFrame functions. Every record gets exactly one verdict: `error` is null
 (valid) or a struct(error_class, error_reason) (invalid), so valid + invalid == batch by
-construction. Valid rows keep the raw value, the parsed contract columns, the envelope metadata and
-the Kafka coordinates ("raw means raw"); invalid records keep their key and value bytes untouched.
+construction. The verdict comes from the contract's own Pydantic model (`pipelines.record_checks`),
+run in Spark's Python workers through an Arrow (pandas) UDF; valid values come back in canonical
+JSON, parsed into typed columns with the contract's Spark schema (`from_json`, never inference).
+Valid rows keep the raw value, the parsed contract columns, the envelope metadata and the Kafka
+coordinates ("raw means raw"); invalid records keep their key and value bytes untouched.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructField, StructType
+from pyspark.sql.types import StringType, StructField, StructType
 
-from contracts.envelope import EnvelopeMetadata
 from contracts.registry import DatasetContract
 from contracts.spark_schema import envelope_schema, payload_schema
-from pipelines.contract_checks import (
-    MISSING_FIELD,
-    OUT_OF_CONTRACT,
-    WRONG_TYPE,
-    Violation,
-    field_violations,
-    first_violation,
-    shape_type_of,
-)
-
-OVERSIZED = "oversized"
-NOT_UTF8 = "not_utf8"
-MALFORMED_JSON = "malformed_json"
-UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
+from pipelines.record_checks import WRONG_TYPE, Verdict, record_classifier
 
 DLQ_HEADER_PREFIX = "dlq."
 KAFKA_COLUMNS = ["key", "value", "topic", "partition", "offset", "timestamp", "headers"]
@@ -39,6 +29,9 @@ KAFKA_SOURCE_DDL = (
     "timestampType INT, headers ARRAY<STRUCT<key: STRING, value: BINARY>>"
 )
 BRONZE_PARTITION_COLUMNS = ["ingestion_date"]
+VERDICT_TYPE = StructType([StructField(name, StringType(), True) for name in Verdict._fields])
+# from_json puts the text of a value it could not fully read here (with the other fields kept).
+_UNREADABLE = "_unreadable_value"
 
 
 def bronze_stats_columns(contract: DatasetContract) -> list[str]:
@@ -48,66 +41,37 @@ def bronze_stats_columns(contract: DatasetContract) -> list[str]:
     return ["kafka_partition", "kafka_offset", "kafka_timestamp", "event_timestamp", "received_at", contract.business_key]
 
 
-def _envelope_shape(contract: DatasetContract) -> StructType:
-    metadata = shape_type_of(EnvelopeMetadata)
-    return StructType([*metadata.fields, StructField("payload", shape_type_of(contract.model), True)])
-
-
-def _record_violations(contract: DatasetContract, max_value_bytes: int) -> list[Violation]:
-    value, text, variant = F.col("value"), F.col("value_text"), F.col("value_variant")
-    typed, shape = F.col("envelope"), F.col("envelope_shape")
-    size = F.octet_length(value)
-    checks = [
-        Violation(OVERSIZED, size > max_value_bytes,
-                  F.concat(F.lit("value is "), size.cast("string"), F.lit(f" bytes, over the {max_value_bytes} byte limit"))),
-        Violation(MALFORMED_JSON, value.isNull(), F.lit("value is empty (null)")),
-        Violation(NOT_UTF8, ~F.call_function("is_valid_utf8", text), F.lit("value is not valid UTF-8")),
-        Violation(MALFORMED_JSON, variant.isNull(), F.lit("value is not valid JSON")),
-        Violation(MALFORMED_JSON, ~F.call_function("schema_of_variant", variant).startswith("OBJECT"),
-                  F.lit("value is not a JSON object")),
-    ]
-    checks += field_violations(EnvelopeMetadata, typed, shape)
-    version = typed["schema_version"]
-    checks += [
-        Violation(UNKNOWN_SCHEMA_VERSION, version != F.lit(contract.version),
-                  F.concat(F.lit("unknown schema_version '"), version, F.lit(f"' (known: {contract.version})"))),
-        Violation(OUT_OF_CONTRACT, typed["dataset"] != F.lit(contract.name),
-                  F.concat(F.lit("dataset '"), typed["dataset"], F.lit(f"' does not belong on the {contract.name} topic"))),
-        Violation(MISSING_FIELD, shape["payload"].isNull(), F.lit("missing required field payload")),
-        Violation(WRONG_TYPE, typed["payload"].isNull(), F.lit("payload is not a JSON object")),
-    ]
-    checks += field_violations(contract.model, typed["payload"], shape["payload"], "payload.")
-    return checks
-
-
 @lru_cache(maxsize=16)
-def _verdict_columns(contract: DatasetContract, max_value_bytes: int) -> tuple[Column, ...]:
-    """(value_text, value_variant, envelope, envelope_shape, error), built once per contract.
+def _verdict_udf(dataset: str, max_value_bytes: int):
+    # Only the dataset's name and the limit travel to the workers; each builds its classifier once.
+    @F.pandas_udf(VERDICT_TYPE)
+    def verdict(values: pd.Series) -> pd.DataFrame:
+        classify = record_classifier(dataset, max_value_bytes)
+        return pd.DataFrame([classify(v) for v in values], columns=list(Verdict._fields))
 
-    Building ~100 rule expressions costs over a second of driver time; a streaming job reuses them
-    for every micro-batch instead.
-    """
-    text = F.col("value").cast("string")
-    utf8_text = F.when(F.call_function("is_valid_utf8", text), text)
-    variant = F.call_function("try_parse_json", utf8_text)
-    envelope = F.from_json(utf8_text, envelope_schema(contract))
-    shape = F.call_function("try_variant_get", F.col("value_variant"), F.lit("$"), F.lit(_envelope_shape(contract).simpleString()))
-    error = first_violation(_record_violations(contract, max_value_bytes))
-    return text, variant, envelope, shape, error
+    return verdict
+
+
+def _error(error_class: Column, error_reason: Column) -> Column:
+    return F.struct(error_class.alias("error_class"), error_reason.alias("error_reason"))
 
 
 def with_verdict(kafka_df: DataFrame, contract: DatasetContract, max_value_bytes: int) -> DataFrame:
-    """Kafka source rows plus `envelope` (strictly parsed) and `error` (null when valid)."""
-    text, variant, envelope, shape, error = _verdict_columns(contract, max_value_bytes)
-    parsed_df = kafka_df.select(
-        *KAFKA_COLUMNS,
-        text.alias("value_text"),
-        variant.alias("value_variant"),
-        envelope.alias("envelope"),
+    """Kafka source rows plus `value_text`, `envelope` (typed) and `error` (null when valid)."""
+    typed_schema = StructType([*envelope_schema(contract).fields, StructField(_UNREADABLE, StringType(), True)])
+    judged_df = kafka_df.select(*KAFKA_COLUMNS, _verdict_udf(contract.name, max_value_bytes)("value").alias("verdict"))
+    parsed_df = judged_df.select(
+        "*",
+        F.from_json("verdict.canonical_value", typed_schema, {"columnNameOfCorruptRecord": _UNREADABLE}).alias("envelope"),
     )
-    return parsed_df.select("*", shape.alias("envelope_shape")).select(
-        *KAFKA_COLUMNS, "value_text", "envelope", error.alias("error")
+    # Pydantic's canonical JSON is always Spark-readable in practice; if a value ever is not, it
+    # goes to the DLQ with this reason rather than into Bronze with null columns.
+    is_unreadable = F.col(f"envelope.{_UNREADABLE}").isNotNull()
+    error = F.coalesce(
+        F.when(F.col("verdict.error_class").isNotNull(), _error(F.col("verdict.error_class"), F.col("verdict.error_reason"))),
+        F.when(is_unreadable, _error(F.lit(WRONG_TYPE), F.lit("valid for the contract, but not readable into Bronze's Spark schema"))),
     )
+    return parsed_df.select(*KAFKA_COLUMNS, F.col("value").cast("string").alias("value_text"), "envelope", error.alias("error"))
 
 
 def is_valid_record(error: Column) -> Column:

@@ -44,8 +44,9 @@ def run_available_now(spark: SparkSession, settings: Settings, dataset: str) -> 
 ORDERS = get_contract("orders")
 POISON_KINDS = {
     # name: (record, expected error class, expected reason)
-    "malformed_json": ((b"O-P1", b'{"ingestion_id": '), "malformed_json", "value is not valid JSON"),
-    "not_utf8": ((b"O-P2", b"\xff\xfe\xfd"), "not_utf8", "value is not valid UTF-8"),
+    "malformed_json": ((b"O-P1", b'{"ingestion_id": '), "malformed_json",
+                       "value is not valid JSON (EOF while parsing a value at line 1 column 17)"),
+    "not_utf8": ((b"O-P2", b"\xff\xfe\xfd"), "not_utf8", "value is not valid UTF-8 (byte 0)"),
     "oversized": ((b"O-P3", b"{" + b" " * MAX_VALUE_BYTES + b"}"), "oversized",
                   f"value is {MAX_VALUE_BYTES + 2} bytes, over the {MAX_VALUE_BYTES} byte limit"),
 }
@@ -56,11 +57,12 @@ def _poison_from_event(event) -> dict[str, tuple[tuple[bytes, bytes], str, str]]
         "missing_field": (envelope_value(ORDERS, event, payload__customer_id=DELETE), "missing_field",
                           "missing required field payload.customer_id"),
         "wrong_type": (envelope_value(ORDERS, event, payload__items=[{"sku": "S", "quantity": "2", "unit_price": "1.00"}]),
-                       "wrong_type", "payload.items[].quantity is not a valid int"),
+                       "wrong_type", 'payload.items[0].quantity: Input should be a valid integer (got "2")'),
         "enum": (envelope_value(ORDERS, event, payload__status="lost"), "out_of_contract",
-                 "payload.status 'lost' is not one of created, paid, shipped, delivered, cancelled, failed"),
+                 "payload.status: Input should be 'created', 'paid', 'shipped', 'delivered', 'cancelled' or 'failed' "
+                 '(got "lost")'),
         "range": (envelope_value(ORDERS, event, payload__amount="-5.00"), "out_of_contract",
-                  "payload.amount '-5.00' is below the minimum 0"),
+                  'payload.amount: Input should be greater than or equal to 0 (got "-5.00")'),
         "schema_version": (envelope_value(ORDERS, event, schema_version="v9"), "unknown_schema_version",
                            "unknown schema_version 'v9' (known: v1)"),
     }

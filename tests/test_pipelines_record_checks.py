@@ -1,0 +1,117 @@
+"""The verdict on one raw value (pure Python): each error class with its exact reason, and the
+canonical JSON of a valid value. The judge is the contract's own model, as in the API."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from pipelines.record_checks import (
+    MALFORMED_JSON,
+    MISSING_FIELD,
+    NOT_UTF8,
+    OUT_OF_CONTRACT,
+    OVERSIZED,
+    UNKNOWN_SCHEMA_VERSION,
+    WRONG_TYPE,
+    Verdict,
+    record_classifier,
+)
+
+MAX_BYTES = 1024
+ORDER = {
+    "ingestion_id": "0b7a1c4e-6a5f-4c1e-9a53-3f2d1e0c9b8a",
+    "received_at": "2026-01-01T12:00:00+02:00",
+    "dataset": "orders",
+    "schema_version": "v1",
+    "producer": "tests",
+    "payload": {
+        "order_id": "O-1",
+        "customer_id": "C-1",
+        "status": "paid",
+        "amount": 12,
+        "currency": "EUR",
+        "items": [{"sku": "S-1", "quantity": 2, "unit_price": "6.00"}],
+        "event_timestamp": "2026-01-01T11:59:00.5Z",
+    },
+}
+
+
+def changed(**changes) -> bytes:
+    """ORDER with `payload__field=value` changes (value DELETE removes the field), as bytes."""
+    document = copy.deepcopy(ORDER)
+    for path, new in changes.items():
+        *parents, leaf = path.split("__")
+        target = document
+        for parent in parents:
+            target = target[parent]
+        if new is DELETE:
+            del target[leaf]
+        else:
+            target[leaf] = new
+    return json.dumps(document).encode()
+
+
+DELETE = object()
+classify = record_classifier("orders", MAX_BYTES)
+
+
+def test_a_valid_value_comes_back_as_the_model_serializes_it() -> None:
+    verdict = classify(changed())
+    assert (verdict.error_class, verdict.error_reason) == (None, None)
+    # Canonical: timestamps keep their zone in ISO form, decimals become text, key order is the model's.
+    assert json.loads(verdict.canonical_value) == {
+        **ORDER,
+        "payload": {**ORDER["payload"], "amount": "12", "items": [{"sku": "S-1", "quantity": 2, "unit_price": "6.00"}],
+                    "event_timestamp": "2026-01-01T11:59:00.500000Z"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, (MALFORMED_JSON, "value is empty (null)")),
+        (b"{" + b" " * MAX_BYTES + b"}", (OVERSIZED, f"value is {MAX_BYTES + 2} bytes, over the {MAX_BYTES} byte limit")),
+        (b"\xff\xfe", (NOT_UTF8, "value is not valid UTF-8 (byte 0)")),
+        (b'{"ingestion_id": ', (MALFORMED_JSON, "value is not valid JSON (EOF while parsing a value at line 1 column 17)")),
+        (b"[1, 2]", (MALFORMED_JSON, "value is not a JSON object")),
+        (changed(payload__customer_id=DELETE), (MISSING_FIELD, "missing required field payload.customer_id")),
+        (changed(payload__customer_id=None), (MISSING_FIELD, "required field payload.customer_id is null")),
+        (changed(payload=None), (MISSING_FIELD, "required field payload is null")),
+        (changed(payload__items=[{"sku": "S", "quantity": "2", "unit_price": "1.00"}]),
+         (WRONG_TYPE, 'payload.items[0].quantity: Input should be a valid integer (got "2")')),
+        (changed(payload__event_timestamp="2026-01-01T11:59:00"),
+         (WRONG_TYPE, 'payload.event_timestamp: Input should have timezone info (got "2026-01-01T11:59:00")')),
+        (changed(ingestion_id="i-1"),
+         (WRONG_TYPE, 'ingestion_id: Input should be a valid UUID, invalid character: found `i` at 0 (got "i-1")')),
+        (changed(payload__status="lost"),
+         (OUT_OF_CONTRACT, "payload.status: Input should be 'created', 'paid', 'shipped', 'delivered', 'cancelled' or "
+                           "'failed' (got \"lost\")")),
+        (changed(payload__amount="-5.00"), (OUT_OF_CONTRACT, 'payload.amount: Input should be greater than or equal to 0 (got "-5.00")')),
+        (changed(payload__amount=1.005), (OUT_OF_CONTRACT, "payload.amount: Decimal input should have no more than 2 decimal places (got 1.005)")),
+        (changed(payload__items=[]), (OUT_OF_CONTRACT, "payload.items: List should have at least 1 item after validation, not 0")),
+        (changed(payload__coupon="X"), (OUT_OF_CONTRACT, 'payload.coupon: Extra inputs are not permitted (got "X")')),
+        (changed(dataset="user_events"), (OUT_OF_CONTRACT, "dataset 'user_events' does not belong on the orders topic")),
+        (changed(payload__status="lost", payload__currency="eur"),
+         (OUT_OF_CONTRACT, "payload.status: Input should be 'created', 'paid', 'shipped', 'delivered', 'cancelled' or "
+                           "'failed' (got \"lost\") (and 1 more error)")),
+    ],
+    ids=lambda v: v[0] if isinstance(v, tuple) else None,
+)
+def test_each_kind_of_bad_value_gets_its_class_and_reason(value: bytes | None, expected: tuple[str, str]) -> None:
+    assert classify(value) == Verdict(*expected, None)
+
+
+def test_a_newer_schema_version_is_named_even_when_its_fields_break_this_version() -> None:
+    newer = changed(schema_version="v2", payload__amount={"units": 12, "currency": "EUR"}, payload__currency=DELETE)
+    assert classify(newer) == Verdict(UNKNOWN_SCHEMA_VERSION, "unknown schema_version 'v2' (known: v1)", None)
+    assert classify(changed(schema_version="v2")) == Verdict(UNKNOWN_SCHEMA_VERSION, "unknown schema_version 'v2' (known: v1)", None)
+
+
+def test_bad_bytes_inside_a_json_string_are_not_utf8() -> None:
+    # The JSON parser alone would let them through.
+    value = changed().replace(b'"S-1"', b'"S\xff1"')
+    bad_byte = value.index(b"\xff")
+    assert classify(value) == Verdict(NOT_UTF8, f"value is not valid UTF-8 (byte {bad_byte})", None)
