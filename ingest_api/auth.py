@@ -1,35 +1,45 @@
 """Optional bearer-token auth for the ingest routes (off when `api.auth_tokens` is empty).
 
-Owns the token check only. The app adds it to the ingest router when tokens are configured, so the
-probes (`/healthz`, `/readyz`) stay open and an auth-less deployment pays nothing per request.
+Owns the token check and how OpenAPI describes it. The ingest routes call `BearerAuth.check` in
+their handler (they run no FastAPI dependencies, see `routes/events.py`); the probes (`/healthz`,
+`/readyz`) never do, and an auth-less deployment has no `BearerAuth` at all, so it pays nothing.
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Any
 
-from fastapi import Depends
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 
-from ingest_api.dependencies import IngestServiceDep
 from ingest_api.errors import ApiError
 
-# auto_error=False: a missing token must get our JSON error body, not FastAPI's default one.
-_bearer = HTTPBearer(auto_error=False, description="One of the tokens in `api.auth_tokens`.")
+# The name OpenAPI gives the scheme: what FastAPI's `HTTPBearer` would call it.
+SCHEME_NAME = "HTTPBearer"
+SECURITY_SCHEME: dict[str, Any] = {
+    "type": "http", "scheme": "bearer", "description": "One of the tokens in `api.auth_tokens`.",
+}
 
 
-async def require_token(
-    service: IngestServiceDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    if credentials is None:
-        raise ApiError(
-            401, "missing_token", "send `Authorization: Bearer <token>`",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    offered = credentials.credentials.encode()
-    # Compare against every token in constant time, so timing does not reveal a near match.
-    matches = [secrets.compare_digest(offered, t.get_secret_value().encode()) for t in service.settings.api.auth_tokens]
-    if not any(matches):
-        raise ApiError(403, "invalid_token", "the bearer token is not valid for this API")
+class BearerAuth:
+    """Accepts `Authorization: Bearer <token>` for any configured token; refuses with 401 or 403."""
+
+    def __init__(self, tokens: list[SecretStr]) -> None:
+        if not tokens:
+            raise ValueError("api.auth_tokens: BearerAuth needs at least one token")
+        self._tokens = [t.get_secret_value().encode() for t in tokens]
+
+    def check(self, authorization: str | None) -> None:
+        # Parsed as FastAPI's HTTPBearer parses it: "<scheme> <credentials>", scheme case-insensitive.
+        scheme, _, credentials = (authorization or "").partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() != "bearer" or not credentials:
+            raise ApiError(
+                401, "missing_token", "send `Authorization: Bearer <token>`",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        offered = credentials.encode()
+        # Compare against every token in constant time, so timing does not reveal a near match.
+        matches = [secrets.compare_digest(offered, token) for token in self._tokens]
+        if not any(matches):
+            raise ApiError(403, "invalid_token", "the bearer token is not valid for this API")

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from conf.settings import Settings
 from contracts import DATASETS, DatasetContract
 from contracts.envelope import wrap_many
+from ingest_api.auth import BearerAuth
 from ingest_api.errors import ApiError
 from ingest_api.metrics import IngestMetrics
 from ingest_api.models import AcceptedEvent, EventError, IngestAccepted
@@ -36,6 +37,7 @@ class IngestService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = IngestMetrics()
+        self.auth = BearerAuth(settings.api.auth_tokens) if settings.api.auth_tokens else None
         self.parsers = {name: EventParser(c, settings.api.max_batch_events) for name, c in DATASETS.items()}
         self.bridge: DeliveryBridge | None = None  # set by the app's lifespan
         self._retry_after = {"Retry-After": str(settings.api.retry_after_s)}

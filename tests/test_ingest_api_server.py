@@ -14,10 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import APIRouter, Depends, Request, Response
 
 from conf.settings import Settings
+from ingest_api.dependencies import IngestServiceDep
+from ingest_api.routes.events import IngestRoute
 from tests.conftest import free_port
 from tests.test_ingest_api_support import (  # noqa: F401 - fixtures
+    BATCH_URL,
     EVENTS_URL,
     anyio_backend,
     api_settings,
@@ -71,6 +75,37 @@ async def test_with_tokens_any_configured_token_is_accepted(guarded: httpx.Async
     response = await guarded.post(EVENTS_URL, json=user_event(), headers={"Authorization": f"Bearer {TOKENS[1]}"})
 
     assert response.status_code == 202
+
+
+@pytest.mark.anyio
+async def test_with_tokens_the_batch_endpoint_is_guarded_too(guarded: httpx.AsyncClient) -> None:
+    without = await guarded.post(BATCH_URL, json=[user_event()])
+    other_scheme = await guarded.post(BATCH_URL, json=[user_event()], headers={"Authorization": f"Basic {TOKENS[0]}"})
+    lower_case = await guarded.post(BATCH_URL, json=[user_event()], headers={"Authorization": f"bearer {TOKENS[0]}"})
+
+    assert (without.status_code, other_scheme.status_code, lower_case.status_code) == (401, 401, 202)
+
+
+@pytest.mark.anyio
+async def test_with_tokens_openapi_documents_the_bearer_scheme_on_the_ingest_routes(guarded: httpx.AsyncClient) -> None:
+    schema = (await guarded.get("/openapi.json")).json()
+
+    assert schema["components"]["securitySchemes"] == {
+        "HTTPBearer": {"type": "http", "scheme": "bearer", "description": "One of the tokens in `api.auth_tokens`."}
+    }
+    for path in ("/v1/datasets/{dataset}/events", "/v1/datasets/{dataset}/events:batch"):
+        assert schema["paths"][path]["post"]["security"] == [{"HTTPBearer": []}]
+    assert "security" not in schema["paths"]["/healthz"]["get"]
+
+
+def test_an_ingest_route_refuses_a_dependency_it_would_never_run() -> None:
+    router = APIRouter(route_class=IngestRoute)
+
+    async def endpoint(dataset: str, request: Request, service: IngestServiceDep) -> Response:
+        raise AssertionError("never called")
+
+    with pytest.raises(TypeError, match="runs no FastAPI dependencies"):
+        router.add_api_route("/v1/datasets/{dataset}/x", endpoint, methods=["POST"], dependencies=[Depends(lambda: None)])
 
 
 @pytest.mark.anyio

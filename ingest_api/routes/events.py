@@ -1,22 +1,59 @@
 """The ingest endpoints: one event, or an all-or-nothing batch, into the dataset's raw topic.
 
-Each route checks the dataset, the content type and the size, validates strictly against the
-contract, produces, and answers 202 only once Kafka has stored every event of the request. The
-request body is read as raw bytes (not a FastAPI body parameter) so that the size limit applies
-before reading and strict JSON validation sees the client's exact types; the app documents the
-body schemas in OpenAPI.
+Each route checks the token (when auth is on), the dataset, the content type and the size,
+validates strictly against the contract, produces, and answers 202 only once Kafka has stored every
+event of the request. The request body is read as raw bytes (not a FastAPI body parameter) so that
+the size limit applies before reading and strict JSON validation sees the client's exact types; the
+app documents the body schemas in OpenAPI.
+
+The routes are `IngestRoute`s: FastAPI documents them from the endpoint's signature as usual, but
+serves them without resolving that signature per request. That resolution (path parameter
+validation, the service dependency, the auth dependency) was a third of the single-event route's
+CPU in the profile, for values the handler can take directly from the request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
 
 from ingest_api.dependencies import IngestServiceDep
 from ingest_api.errors import documented
+from ingest_api.ingestion import IngestService
 from ingest_api.models import IngestAccepted
 from ingest_api.validation import read_body, require_json
 
-router = APIRouter(tags=["ingestion"])
+
+class IngestRoute(APIRoute):
+    """A route whose endpoint is `(dataset, request, service)`, called with exactly those values.
+
+    FastAPI still builds the OpenAPI operation from the endpoint's signature; per request the handler
+    passes the path's `dataset`, the request and the app's service itself, and runs the service's
+    token check. It runs no FastAPI dependency, so it refuses to be given any: a dependency that
+    would be documented and never run is an auth hole waiting to happen.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        if self.dependencies:
+            raise TypeError(f"{path}: an IngestRoute runs no FastAPI dependencies; check in the handler instead")
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = self.endpoint
+
+        async def handle(request: Request) -> Response:
+            service: IngestService = request.app.state.ingest
+            if service.auth is not None:
+                service.auth.check(request.headers.get("authorization"))
+            return await endpoint(request.path_params["dataset"], request, service)
+
+        return handle
+
+
+router = APIRouter(tags=["ingestion"], route_class=IngestRoute)
 
 EVENT_PATH = "/v1/datasets/{dataset}/events"
 BATCH_PATH = "/v1/datasets/{dataset}/events:batch"
