@@ -9,12 +9,13 @@ The Kafka record for an event is:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Generic, TypeVar
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter
 
 if TYPE_CHECKING:
     from contracts.registry import DatasetContract
@@ -79,8 +80,47 @@ def wrap(
     return contract.key_of(event), envelope.model_dump_json().encode(), envelope.kafka_headers()
 
 
-# Stands in for the ingestion id while the shared part of a request's envelopes is serialized once.
-_ID_PLACEHOLDER = str(UUID(int=0)).encode()
+# Stand in for the ingestion id and the receive time while a dataset's envelope is serialized once.
+_ID_PLACEHOLDER = UUID(int=0)
+_RECEIVED_AT_PLACEHOLDER = datetime(1970, 1, 1, tzinfo=UTC)
+# The receive time as the envelope validates (strict, timezone-aware) and serializes it.
+_RECEIVED_AT = TypeAdapter(AwareDatetime, config=ConfigDict(strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class _EnvelopeTemplate:
+    """One dataset's envelope (for one producer) as bytes, with gaps for the id and the receive time.
+
+    value = head + id + middle + received_at + tail + payload + b"}"
+    """
+
+    head: bytes
+    middle: bytes
+    tail: bytes
+    id_header: str
+    received_at_header: str
+    shared_headers: tuple[tuple[str, bytes], ...]
+
+
+@cache
+def _envelope_template(contract: DatasetContract, producer: str) -> _EnvelopeTemplate:
+    metadata = EnvelopeMetadata(
+        ingestion_id=_ID_PLACEHOLDER, received_at=_RECEIVED_AT_PLACEHOLDER, dataset=contract.name,
+        schema_version=contract.version, producer=producer,
+    )
+    # The id and the time are the first two fields, so their first occurrences are the ones: a
+    # producer name that contains either placeholder comes later.
+    head, _, rest = metadata.model_dump_json().encode().partition(str(_ID_PLACEHOLDER).encode())
+    middle, _, tail = rest.partition(_received_at_text(_RECEIVED_AT_PLACEHOLDER))
+    (id_header, _), (received_at_header, _), *shared_headers = metadata.kafka_headers()
+    return _EnvelopeTemplate(
+        head=head, middle=middle, tail=tail[:-1] + b',"payload":',  # reopen the object for the payload
+        id_header=id_header, received_at_header=received_at_header, shared_headers=tuple(shared_headers),
+    )
+
+
+def _received_at_text(received_at: datetime) -> bytes:
+    return _RECEIVED_AT.dump_json(_RECEIVED_AT.validate_python(received_at))[1:-1]  # without the quotes
 
 
 def wrap_many(
@@ -91,24 +131,22 @@ def wrap_many(
     ingestion_ids: Sequence[UUID],
     received_at: datetime,
 ) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
-    """`wrap()` for the events of one request: the same records, byte for byte, about five times faster.
+    """`wrap()` for the events of one request: the same records, byte for byte, at a fraction of the cost.
 
-    The metadata is validated and serialized once, by `EnvelopeMetadata`; each record splices its
-    ingestion id and its payload's own JSON into that. It relies on `Envelope` dumping the metadata
-    fields first and `payload` last; a test holds every dataset's output equal to `wrap()`'s.
+    Each dataset's metadata is validated and serialized once per producer, by `EnvelopeMetadata`,
+    into a template; each record splices its ingestion id, the request's receive time and its
+    payload's own JSON into that. It relies on `Envelope` dumping the metadata fields first (id and
+    time leading) and `payload` last; a test holds every dataset's output equal to `wrap()`'s.
     """
-    metadata = EnvelopeMetadata(
-        ingestion_id=UUID(int=0), received_at=received_at, dataset=contract.name,
-        schema_version=contract.version, producer=producer,
-    )
-    # ingestion_id is the first field, so the first occurrence of the placeholder is the one.
-    head, _, tail = metadata.model_dump_json().encode().partition(_ID_PLACEHOLDER)
-    tail = tail[:-1] + b',"payload":'  # reopen the object for the payload
-    (id_header, _), *shared_headers = metadata.kafka_headers()
+    template = _envelope_template(contract, producer)
+    time_text = _received_at_text(received_at)
+    time_header = (template.received_at_header, time_text)
+    head_to_id, id_to_time = template.head, template.middle + time_text + template.tail
     records = []
     for event, ingestion_id in zip(events, ingestion_ids, strict=True):
         text = str(ingestion_id).encode()
         payload = event.__pydantic_serializer__.to_json(event)
-        value = b"".join((head, text, tail, payload, b"}"))
-        records.append((contract.key_of(event), value, [(id_header, text), *shared_headers]))
+        value = b"".join((head_to_id, text, id_to_time, payload, b"}"))
+        headers = [(template.id_header, text), time_header, *template.shared_headers]
+        records.append((contract.key_of(event), value, headers))
     return records

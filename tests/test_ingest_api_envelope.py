@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from pydantic import ValidationError
 
 from contracts import DATASETS
 from contracts.envelope import wrap, wrap_many
@@ -41,3 +42,14 @@ def test_wrap_many_keeps_a_non_utc_received_at_as_wrap_does() -> None:
     [record] = wrap_many(contract, [event], "p", ingestion_ids=[ingestion_id], received_at=received_at)
 
     assert record == wrap(contract, event, "p", ingestion_id=ingestion_id, received_at=received_at)
+
+
+def test_wrap_many_refuses_a_received_at_without_a_timezone_as_wrap_does() -> None:
+    contract = get_contract("user_events")
+    [event] = synthetic.events("user_events", 1)
+    naive = datetime(2026, 1, 1, 12, 0)
+
+    with pytest.raises(ValidationError, match="timezone"):
+        wrap(contract, event, "p", ingestion_id=uuid.uuid4(), received_at=naive)
+    with pytest.raises(ValidationError, match="timezone"):
+        wrap_many(contract, [event], "p", ingestion_ids=[uuid.uuid4()], received_at=naive)
