@@ -66,13 +66,9 @@ class IngestService:
         finally:
             self.metrics.produce_latency_of[contract.name].observe(time.perf_counter() - started)
         self.metrics.accepted_in[contract.name].inc(len(events))
-        # model_construct: every value comes from us or from Kafka's report, so validating is waste.
-        return IngestAccepted.model_construct(
-            dataset=contract.name,
-            received_at=received_at,
-            events=[
-                AcceptedEvent(i, s.topic, s.partition, s.offset) for i, s in zip(ids, stored, strict=True)
-            ],
+        return IngestAccepted(
+            contract.name, received_at,
+            [AcceptedEvent(i, s.topic, s.partition, s.offset) for i, s in zip(ids, stored, strict=True)],
         )
 
     def _unavailable(self, exc: DeliveryFailed, count: int, batch: bool) -> ApiError:
