@@ -116,7 +116,9 @@ class DeliveryBridge:
             client_id=api.producer_id,
             delivery_timeout_ms=int(api.delivery_timeout_s * 1000),
             queue_max_messages=api.producer_queue_max_messages,
+            linger_ms=api.producer_linger_ms,
         )
+        self.producer_config = dict(config)  # what the producer was built with (callbacks aside)
         # librdkafka's own log lines go through our JSON logging instead of raw stderr.
         config |= {"error_cb": self._on_error, "logger": logging.getLogger("ingest_api.librdkafka")}
         self._producer = Producer(config)

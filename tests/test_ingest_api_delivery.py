@@ -23,6 +23,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from conf.settings import Settings
 
 from ingest_api.app import create_app
+from ingest_api.producer import DeliveryBridge
 from streamlake.kafka_broker import LocalBroker
 from tests.conftest import free_port, start_broker
 from tests.test_ingest_api_support import (  # noqa: F401 - fixtures
@@ -232,3 +233,10 @@ async def test_not_ready_while_the_raw_topics_do_not_exist(tmp_path: Path) -> No
         "message": f"Kafka at {broker.bootstrap} has no topic streamlake.user_events.raw, streamlake.orders.raw; "
         "run `streamlake topics apply`",
     }
+
+
+def test_the_api_producer_is_idempotent_with_acks_all_and_lingers_as_configured(settings: Settings) -> None:
+    bridge = DeliveryBridge(settings_for(settings.kafka.bootstrap, producer_linger_ms=25))
+
+    config = bridge.producer_config
+    assert (config["enable.idempotence"], config["acks"], config["linger.ms"]) == (True, "all", 25)
