@@ -49,6 +49,7 @@ from pipelines.bronze import (
     to_bronze_rows,
     to_dlq_records,
     with_verdict,
+    without_unused_bytes,
 )
 
 JOB = "bronze"
@@ -77,8 +78,11 @@ class BronzeBatchWriter:
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         context = {"dataset": self.contract.name, "batch_id": batch_id, "path": self.table}
-        verdict_df = batch_df.transform(with_verdict, self.contract, self.settings.bronze.max_value_bytes)
-        verdict_df = verdict_df.persist(StorageLevel.MEMORY_AND_DISK)
+        verdict_df = (
+            batch_df.transform(with_verdict, self.contract, self.settings.bronze.max_value_bytes)
+            .transform(without_unused_bytes)
+            .persist(StorageLevel.MEMORY_AND_DISK)  # classified once, read by the stats, the DLQ and Bronze
+        )
         stage_ms: dict[str, int] = {}
         try:
             with _timed(stage_ms, "classify"):

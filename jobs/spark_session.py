@@ -44,6 +44,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={VAR_DIR / 'derby'}",
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.ui.showConsoleProgress": "false",
+        # Cached frames here are micro-batches held for seconds between their outputs (Bronze):
+        # compressing them costs more CPU than the memory it saves.
+        "spark.sql.inMemoryColumnarStorage.compressed": "false",
     }
     if spark.master.startswith("local"):
         # A local driver talks only to itself: bind to loopback rather than guess a network address.

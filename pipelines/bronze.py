@@ -74,6 +74,17 @@ def with_verdict(kafka_df: DataFrame, contract: DatasetContract, max_value_bytes
     return parsed_df.select(*KAFKA_COLUMNS, F.col("value").cast("string").alias("value_text"), "envelope", error.alias("error"))
 
 
+def without_unused_bytes(verdict_df: DataFrame) -> DataFrame:
+    """Keep each record's value once: the text for a valid record (Bronze's `raw_value`), the bytes
+    for an invalid one (the DLQ's untouched value). A batch is held in memory between its outputs,
+    and a second copy of every value would double most of it."""
+    is_valid = is_valid_record(F.col("error"))
+    return verdict_df.withColumns({
+        "value": F.when(~is_valid, F.col("value")),
+        "value_text": F.when(is_valid, F.col("value_text")),
+    })
+
+
 def is_valid_record(error: Column) -> Column:
     return error.isNull()
 
