@@ -48,7 +48,9 @@ RAW_EVENTS = 300_000
 # worker per core, as a 2-core deployment would run (`api.workers`); BENCH_API_WORKERS overrides.
 SERVER_WORKERS = int(os.environ.get("BENCH_API_WORKERS", "2"))
 UVICORN_FLAGS = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
-SINGLE_CONNECTIONS = 64
+# Concurrent clients of the single-event and no-op loads (closed loop: requests/s = connections /
+# latency); BENCH_SINGLE_CONNECTIONS overrides, for a look at throughput against latency.
+SINGLE_CONNECTIONS = int(os.environ.get("BENCH_SINGLE_CONNECTIONS", "64"))
 BATCH_CONNECTIONS = 8
 WARMUP_S = 3.0
 MEASURE_S = 12.0
@@ -85,6 +87,7 @@ class LoadResult:
     statuses: dict[int, int]
     total_requests: int = 0  # including the warm-up, for CPU per request
     cpu_us_per_request: dict[str, float] | None = None
+    machine_cores: dict[str, float] | None = None  # what other processes and steal took meanwhile
 
     @property
     def per_second(self) -> float:
@@ -181,6 +184,7 @@ def run_load(server: tuple[int, int], broker_pid: int | None, path: str, bodies:
     with CpuMeter(pid, broker_pid) as cpu:
         result = uvloop.run(_load(port, _requests(port, path, bodies), connections, WARMUP_S, MEASURE_S))
     result.cpu_us_per_request = cpu.per_request_us(result.total_requests)
+    result.machine_cores = cpu.machine_cores()
     return result
 
 
@@ -200,9 +204,19 @@ def _process_cpu_s(pid: int) -> float:
     return total + sum(_process_cpu_s(int(child)) for child in children)
 
 
+def _machine_cpu_s() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot, from /proc/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
 @dataclass
 class CpuMeter:
-    """CPU seconds spent by the server, the broker and this process (the load generator) during a load."""
+    """CPU seconds spent by the server, the broker and this process (the load generator) during a
+    load, and what the rest of the machine took meanwhile: other processes and interrupts (the
+    loopback traffic's softirq included), and the time the hypervisor gave our virtual CPUs to
+    someone else (steal)."""
 
     server_pid: int
     broker_pid: int | None
@@ -214,13 +228,18 @@ class CpuMeter:
     def __exit__(self, *_: object) -> None:
         self.spent = [end - start for start, end in zip(self._start, self._sample(), strict=True)]
 
-    def _sample(self) -> tuple[float, float, float]:
+    def _sample(self) -> tuple[float, ...]:
         broker = _process_cpu_s(self.broker_pid) if self.broker_pid else 0.0
-        return _process_cpu_s(self.server_pid), broker, time.process_time()
+        return (_process_cpu_s(self.server_pid), broker, time.process_time(), *_machine_cpu_s(), time.perf_counter())
 
     def per_request_us(self, requests: int) -> dict[str, float]:
-        server, broker, load = (round(s / requests * 1e6) for s in self.spent)
+        server, broker, load = (round(s / requests * 1e6) for s in self.spent[:3])
         return {"server": server, "broker": broker, "load_generator": load}
+
+    def machine_cores(self) -> dict[str, float]:
+        """Cores' worth of CPU that other processes and steal took during the load."""
+        server, broker, load, busy, steal, elapsed = self.spent
+        return {"other_processes_and_irq": round((busy - server - broker - load) / elapsed, 2), "steal": round(steal / elapsed, 2)}
 
 
 def _broker_pid(ctx: BenchContext) -> int | None:
@@ -278,7 +297,9 @@ def uvicorn_server(target: str, settings: Settings, log_dir: Path) -> Iterator[t
 def raw_producer_events_per_s(settings: Settings, records: list[tuple[bytes, bytes, list]]) -> float:
     """(a): the same records through one idempotent producer with the API's config, flushed once."""
     topic = get_contract(DATASET).raw_topic
-    producer = Producer(settings.kafka.producer_config(client_id="bench-raw-producer"))
+    producer = Producer(
+        settings.kafka.producer_config(client_id="bench-raw-producer", linger_ms=settings.api.producer_linger_ms)
+    )
     failures = 0
 
     def on_delivery(err, _msg) -> None:
@@ -334,6 +355,7 @@ def run(ctx: BenchContext) -> list[Measurement]:
         noop = _checked("noop", run_load(server, broker_pid, NOOP_PATH, single_bodies, SINGLE_CONNECTIONS))
 
     setup = {"workers": SERVER_WORKERS, "uvicorn": " ".join(UVICORN_FLAGS), "cpus": os.cpu_count(),
+             "api_producer_linger_ms": settings.api.producer_linger_ms,
              "load_generator": "asyncio HTTP/1.1 keep-alive client in the bench process (same cores)",
              # Other work on the machine (load average before / after) skews every number here.
              "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)]}
@@ -341,7 +363,8 @@ def run(ctx: BenchContext) -> list[Measurement]:
     def load_details(result: LoadResult, connections: int) -> dict:
         return {**setup, "connections": connections, "requests_per_s": round(result.per_second, 1),
                 "p50_ms": result.percentile_ms(0.5), "p99_ms": result.percentile_ms(0.99),
-                "cpu_us_per_request": result.cpu_us_per_request, "answers": result.statuses}
+                "cpu_us_per_request": result.cpu_us_per_request,
+                "cores_taken_by_others": result.machine_cores, "answers": result.statuses}
 
     return [
         Measurement("a_raw_producer", raw, "events/s",
