@@ -3,6 +3,7 @@ and reconciling Kafka offsets against Bronze and the DLQ."""
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -45,9 +46,14 @@ def produce_raw(settings: Settings, topic: str, records: list[tuple[bytes | None
 
 def envelope_value(contract: DatasetContract, event, **changes) -> tuple[bytes, bytes]:
     key, value, _ = wrap(contract, event, "tests")
-    doc = json.loads(value)
+    return key, json.dumps(changed(json.loads(value), **changes)).encode()
+
+
+def changed(document: dict, **changes) -> dict:
+    """A copy of `document` with `payload__field=value` changes (value DELETE removes the field)."""
+    document = copy.deepcopy(document)
     for path, new in changes.items():
-        target = doc
+        target = document
         *parents, leaf = path.split("__")
         for parent in parents:
             target = target[parent]
@@ -55,7 +61,7 @@ def envelope_value(contract: DatasetContract, event, **changes) -> tuple[bytes, 
             del target[leaf]
         else:
             target[leaf] = new
-    return key, json.dumps(doc).encode()
+    return document
 
 
 DELETE = object()

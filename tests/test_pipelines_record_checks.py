@@ -3,7 +3,6 @@ canonical JSON of a valid value. The judge is the contract's own model, as in th
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
@@ -19,6 +18,8 @@ from pipelines.record_checks import (
     Verdict,
     record_classifier,
 )
+from tests.bronze_support import DELETE
+from tests.bronze_support import changed as changed_document
 
 MAX_BYTES = 1024
 ORDER = {
@@ -41,20 +42,9 @@ ORDER = {
 
 def changed(**changes) -> bytes:
     """ORDER with `payload__field=value` changes (value DELETE removes the field), as bytes."""
-    document = copy.deepcopy(ORDER)
-    for path, new in changes.items():
-        *parents, leaf = path.split("__")
-        target = document
-        for parent in parents:
-            target = target[parent]
-        if new is DELETE:
-            del target[leaf]
-        else:
-            target[leaf] = new
-    return json.dumps(document).encode()
+    return json.dumps(changed_document(ORDER, **changes)).encode()
 
 
-DELETE = object()
 classify = record_classifier("orders", MAX_BYTES)
 
 
