@@ -8,7 +8,6 @@ Kafka: an event that leaves this module is valid.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import Request
@@ -16,6 +15,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from pydantic_core import from_json
 
 from contracts import DatasetContract
+from contracts.base import field_path
 from ingest_api.errors import ApiError
 from ingest_api.models import EventError
 
@@ -53,13 +53,6 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _field_path(loc: Sequence[int | str]) -> str:
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or WHOLE_EVENT
 
 
 def _malformed(exc: ValidationError) -> ApiError | None:
@@ -128,4 +121,4 @@ def _event_error(error: dict[str, Any], batch: bool) -> EventError:
     index = None
     if batch and loc and isinstance(loc[0], int):
         index, loc = loc[0], loc[1:]
-    return EventError(index=index, field=_field_path(loc), type=error["type"], message=error["msg"])
+    return EventError(index=index, field=field_path(loc) or WHOLE_EVENT, type=error["type"], message=error["msg"])
