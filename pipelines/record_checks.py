@@ -62,7 +62,7 @@ class RecordClassifier:
         if len(value) > self.max_value_bytes:
             return Verdict(OVERSIZED, f"value is {len(value)} bytes, over the {self.max_value_bytes} byte limit", None)
         try:
-            # Decoded here because the JSON parser lets invalid bytes inside strings pass.
+            # Decoded first so bad bytes are named as such, wherever they sit, not as malformed JSON.
             text = value.decode("utf-8")
         except UnicodeDecodeError as exc:
             return Verdict(NOT_UTF8, f"value is not valid UTF-8 (byte {exc.start})", None)

@@ -101,7 +101,7 @@ def test_a_newer_schema_version_is_named_even_when_its_fields_break_this_version
 
 
 def test_bad_bytes_inside_a_json_string_are_not_utf8() -> None:
-    # The JSON parser alone would let them through.
+    # Named as not UTF-8 (not as malformed JSON) wherever the bad byte sits.
     value = changed().replace(b'"S-1"', b'"S\xff1"')
     bad_byte = value.index(b"\xff")
     assert classify(value) == Verdict(NOT_UTF8, f"value is not valid UTF-8 (byte {bad_byte})", None)
