@@ -33,7 +33,7 @@ from contracts.registry import DatasetContract
 _INT32_MAX = 2**31 - 1
 
 
-def constraint(metadata: list[Any], name: str) -> Any:
+def _constraint(metadata: list[Any], name: str) -> Any:
     """The value of constraint `name` (e.g. max_digits) among a field's metadata, or None."""
     for item in metadata:
         value = getattr(item, name, None)
@@ -68,12 +68,12 @@ def _spark_type(annotation: Any, metadata: list[Any]) -> tuple[DataType, bool]:
     if annotation is bool:
         return BooleanType(), False
     if annotation is int:
-        upper = constraint(metadata, "le")
+        upper = _constraint(metadata, "le")
         small = upper is not None and upper <= _INT32_MAX
         return (IntegerType() if small else LongType()), False
     if annotation is Decimal:
-        precision = constraint(metadata, "max_digits")
-        scale = constraint(metadata, "decimal_places")
+        precision = _constraint(metadata, "max_digits")
+        scale = _constraint(metadata, "decimal_places")
         if precision is None or scale is None:
             raise TypeError("Decimal fields need max_digits and decimal_places to map to Spark")
         return DecimalType(precision, scale), False
