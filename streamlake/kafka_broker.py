@@ -203,7 +203,7 @@ class LocalBroker:
         current = self.status()
         if current.pid is not None:
             if not current.up:
-                self._wait_until_up(current.pid, on_wait)
+                self._wait_until_up(current.pid, on_wait, is_alive=lambda: self._running_pid() == current.pid)
             return self.status()
         self._write_properties()
         self._format_storage_once()
@@ -217,14 +217,17 @@ class LocalBroker:
                 preexec_fn=_die_with_parent if tie_to_parent else None,
             )
         self._pid_file.write_text(f"{process.pid}\n")
-        self._wait_until_up(process.pid, on_wait)
+        # Our own child: ask the process itself. The pid-file + /proc cmdline check once missed a
+        # broker that was still starting (CI: "exited during start-up" with an empty log, while the
+        # JVM went on to start and was left running).
+        self._wait_until_up(process.pid, on_wait, is_alive=lambda: process.poll() is None)
         return self.status()
 
-    def _wait_until_up(self, pid: int, on_wait: Callable[[float], None] | None) -> None:
+    def _wait_until_up(self, pid: int, on_wait: Callable[[float], None] | None, is_alive: Callable[[], bool]) -> None:
         started = time.monotonic()
         while True:
             elapsed = time.monotonic() - started
-            if self._running_pid() != pid:
+            if not is_alive():
                 self._pid_file.unlink(missing_ok=True)
                 raise BrokerError(f"kafka broker exited during start-up; log tail:\n{self.log_tail()}")
             if self.answers_metadata(timeout_s=2.0):
