@@ -10,6 +10,7 @@ moves keys between partitions, so it must be a deliberate act).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -75,6 +76,20 @@ def _existing_partitions(admin: AdminClient, timeout_s: float) -> dict[str, int]
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
 
 
+def _listing_with(admin: AdminClient, names: list[str], timeout_s: float) -> dict[str, int]:
+    """The topic listing once it shows `names`: a topic the broker says exists can be missing from
+    its metadata for a moment after it was created."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        existing = _existing_partitions(admin, timeout_s)
+        absent = [name for name in names if name not in existing]
+        if not absent:
+            return existing
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics {', '.join(absent)} exist but are not in the broker's metadata after {timeout_s:g} s")
+        time.sleep(0.2)
+
+
 def _config_drift(admin: AdminClient, spec: TopicSpec, timeout_s: float) -> list[str]:
     resource = ConfigResource(ResourceType.TOPIC, spec.name)
     actual = admin.describe_configs([resource])[resource].result(timeout=timeout_s)
@@ -125,7 +140,7 @@ def apply_topics(
                 raise RuntimeError(f"creating topic {name} failed: {exc.args[0].str()}") from exc
             results[name] = TopicResult(name, Action.CREATED)
         if len(results) < len(missing):
-            existing = _existing_partitions(admin, timeout_s)
+            existing = _listing_with(admin, [s.name for s in missing if s.name not in results], timeout_s)
     for spec in specs:
         if spec.name not in results:
             results[spec.name] = _reconcile(admin, spec, existing[spec.name], increase_partitions, timeout_s)
