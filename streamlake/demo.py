@@ -1,19 +1,26 @@
-"""`make demo`: the round trip Kafka -> Spark -> Delta on the embedded defaults.
+"""`make demo`: the main job, Kafka -> Bronze Delta + DLQ, on the embedded defaults.
 
-Starts the local broker (unless one already runs), applies topics, produces synthetic events,
-reads them back with Spark's Kafka source into Delta, prints offsets and row counts per topic and
-partition, and stops what it started.
+Starts the local broker (unless one already runs), applies topics, produces synthetic events and a
+few poison pills (as a producer writing straight to Kafka could), runs the Bronze job over what is
+in Kafka (the same query as `streamlake stream bronze`, stopping once caught up), and reconciles:
+each raw topic partition's offsets against the Bronze rows and the DLQ records from it. It stops
+what it started.
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from conf.settings import Settings
 from contracts import DATASETS
+from contracts.envelope import wrap
+from contracts.registry import DatasetContract
 from streamlake import synthetic
 from streamlake.kafka_broker import LocalBroker
 from streamlake.kafka_inspect import partition_offsets
@@ -27,17 +34,48 @@ DEMO_PRODUCER = "streamlake-demo"
 class DatasetSummary:
     dataset: str
     produced: int
+    poison: int
     offsets_by_partition: dict[int, tuple[int, int]]
-    delta_rows_by_partition: dict[int, int]
-    delta_path: str
+    bronze_rows_by_partition: dict[int, int]
+    dlq_records_by_partition: dict[int, int]  # distinct source offsets: a DLQ record may repeat
+    dlq_reasons: dict[str, int]
+    bronze_path: str
 
     @property
     def topic_messages(self) -> int:
         return sum(high - low for low, high in self.offsets_by_partition.values())
 
     @property
-    def delta_rows(self) -> int:
-        return sum(self.delta_rows_by_partition.values())
+    def reconciled(self) -> bool:
+        """Every raw offset is in Bronze or in the DLQ, and nothing else is."""
+        return all(
+            self.bronze_rows_by_partition.get(p, 0) + self.dlq_records_by_partition.get(p, 0) == high - low
+            for p, (low, high) in self.offsets_by_partition.items()
+        ) and set(self.bronze_rows_by_partition) | set(self.dlq_records_by_partition) <= set(self.offsets_by_partition)
+
+
+def poison_pills(contract: DatasetContract, seed: int = 5) -> list[tuple[str, bytes, bytes]]:
+    """(kind, key, value) of records the API would refuse but a direct producer can still send."""
+    event = next(iter(synthetic.events(contract.name, 1, seed=seed)))
+    key, value, _ = wrap(contract, event, DEMO_PRODUCER)
+    document = json.loads(value)
+    wrong_type = {**document, "payload": {**document["payload"], contract.business_key: [1]}}
+    newer = {**document, "schema_version": "99"}
+    return [
+        ("malformed JSON", key, value[: len(value) // 2]),
+        (f"{contract.business_key} of the wrong type", key, json.dumps(wrong_type).encode()),
+        ("an unknown schema_version", key, json.dumps(newer).encode()),
+    ]
+
+
+def produce_poison_pills(settings: Settings, contract: DatasetContract) -> list[str]:
+    producer = Producer(settings.kafka.producer_config(client_id=DEMO_PRODUCER))
+    pills = poison_pills(contract)
+    for _, key, value in pills:
+        producer.produce(contract.raw_topic, key=key, value=value)
+    if producer.flush(60):
+        raise RuntimeError(f"poison pills not acknowledged by {contract.raw_topic}")
+    return [kind for kind, _, _ in pills]
 
 
 def run_demo(settings: Settings, events_per_dataset: int, echo: Callable[[str], None] = print) -> list[DatasetSummary]:
@@ -50,10 +88,14 @@ def run_demo(settings: Settings, events_per_dataset: int, echo: Callable[[str], 
             broker.start()
         for result in apply_topics(AdminClient(settings.kafka.client_config()), declared_topics(settings)):
             echo(f"  topic {result}")
-        for dataset in DATASETS:
+        poison = {}
+        for dataset, contract in DATASETS.items():
             count = produce_events(settings, dataset, synthetic.events(dataset, events_per_dataset), DEMO_PRODUCER)
             echo(f"produced {count} {dataset} events (idempotent producer, acks=all)")
-        summaries = _load_into_delta(settings, events_per_dataset, echo)
+            kinds = produce_poison_pills(settings, contract)
+            poison[dataset] = len(kinds)
+            echo(f"produced {len(kinds)} poison pills straight to {contract.raw_topic}: {', '.join(kinds)}")
+        summaries = _run_bronze(settings, events_per_dataset, poison, echo)
     finally:
         if started_here:
             echo("stopping the kafka broker this demo started")
@@ -61,24 +103,47 @@ def run_demo(settings: Settings, events_per_dataset: int, echo: Callable[[str], 
     return summaries
 
 
-def _load_into_delta(settings: Settings, produced: int, echo: Callable[[str], None]) -> list[DatasetSummary]:
+def _run_bronze(settings: Settings, produced: int, poison: dict[str, int], echo: Callable[[str], None]) -> list[DatasetSummary]:
     # Imported here so that `streamlake kafka ...` and `topics ...` never pay for starting Spark.
     from pyspark.sql import functions as F
 
-    from jobs.raw_snapshot import snapshot_raw_topic
+    from jobs.bronze_stream import start_bronze_query
+    from jobs.lakehouse_io import read_kafka_batch
     from jobs.spark_session import build_spark_session
+    from pipelines.bronze import DLQ_HEADER_PREFIX
 
-    echo("reading the raw topics back with Spark's Kafka source into Delta ...")
+    def header(name: str):
+        return F.element_at(F.filter("headers", lambda h: h["key"] == DLQ_HEADER_PREFIX + name), 1)["value"].cast("string")
+
     spark = build_spark_session(settings, "streamlake-demo")
     summaries = []
     try:
         for dataset, contract in DATASETS.items():
-            path = snapshot_raw_topic(spark, settings, dataset)
-            counts = spark.read.format("delta").load(path).groupBy("partition").agg(F.count("*").alias("rows")).collect()
-            offsets = {o.partition: (o.low, o.high) for o in partition_offsets(settings, contract.raw_topic)}
-            summaries.append(
-                DatasetSummary(dataset, produced, offsets, {r["partition"]: r["rows"] for r in counts}, path)
+            echo(f"running the Bronze job over {contract.raw_topic} until it has caught up ...")
+            query = start_bronze_query(spark, settings, dataset, available_now=True)
+            query.awaitTermination()
+            if query.exception() is not None:
+                raise RuntimeError(f"the Bronze job for {dataset} failed: {query.exception()}")
+            bronze_path = settings.lakehouse.table_uri("bronze", dataset)
+            bronze = spark.read.format("delta").load(bronze_path).groupBy("kafka_partition").count().collect()
+            dlq = (
+                read_kafka_batch(spark, settings, contract.dlq_topic)
+                .select(header("source.topic").alias("topic"), header("source.partition").cast("int").alias("partition"),
+                        header("source.offset").cast("long").alias("offset"), header("error.class").alias("error_class"))
+                .filter(F.col("topic") == contract.raw_topic)
+                .dropDuplicates(["partition", "offset"])
+                .groupBy("partition", "error_class").count()
+                .collect()
             )
+            dlq_by_partition, reasons = Counter(), Counter()
+            for row in dlq:
+                dlq_by_partition[row["partition"]] += row["count"]
+                reasons[row["error_class"]] += row["count"]
+            offsets = {o.partition: (o.low, o.high) for o in partition_offsets(settings, contract.raw_topic)}
+            summaries.append(DatasetSummary(
+                dataset, produced, poison[dataset], offsets, {r["kafka_partition"]: r["count"] for r in bronze},
+                dict(dlq_by_partition), dict(sorted(reasons.items())), bronze_path,
+            ))
     finally:
         spark.stop()
     for summary in summaries:
@@ -87,9 +152,17 @@ def _load_into_delta(settings: Settings, produced: int, echo: Callable[[str], No
 
 
 def format_summary(summary: DatasetSummary) -> str:
-    topic = DATASETS[summary.dataset].raw_topic
-    lines = [f"{topic}: {summary.topic_messages} messages in Kafka, {summary.delta_rows} rows in Delta {summary.delta_path}"]
+    contract = DATASETS[summary.dataset]
+    bronze_rows = sum(summary.bronze_rows_by_partition.values())
+    dlq_records = sum(summary.dlq_records_by_partition.values())
+    lines = [
+        f"{contract.raw_topic}: {summary.topic_messages} messages in Kafka -> {bronze_rows} Bronze rows "
+        f"({summary.bronze_path}) + {dlq_records} DLQ records ({contract.dlq_topic})"
+    ]
     for partition, (low, high) in sorted(summary.offsets_by_partition.items()):
-        rows = summary.delta_rows_by_partition.get(partition, 0)
-        lines.append(f"  partition {partition}: offsets [{low}, {high}) -> {rows} Delta rows")
+        rows = summary.bronze_rows_by_partition.get(partition, 0)
+        dead = summary.dlq_records_by_partition.get(partition, 0)
+        lines.append(f"  partition {partition}: offsets [{low}, {high}) -> {rows} Bronze rows + {dead} DLQ records")
+    reasons = ", ".join(f"{error_class} {n}" for error_class, n in summary.dlq_reasons.items()) or "none"
+    lines.append(f"  DLQ reasons: {reasons}")
     return "\n".join(lines)
