@@ -141,6 +141,11 @@ def steady_producer(settings: Settings, rate_per_s: int = 50) -> Iterator[None]:
         assert producer.flush(30) == 0
 
 
+# A job's start (JVM, Spark session, Bronze table, first batch with a cold JIT) took over 120 s
+# once on a busy run of this 2-core VM; the budgets only bound how long a real failure takes.
+JOB_START_S = 300
+
+
 def wait_for(condition, timeout_s: float, what: str, job: BronzeJob | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -177,7 +182,7 @@ def test_kill_9_mid_stream_loses_and_doubles_nothing(spark: SparkSession, job_se
             job = BronzeJob(settings, env, tmp_path / "job.log")
             jobs.append(job)
             before = commits(spark, settings)
-            wait_for(lambda: commits(spark, settings) > before, 120, "a committed batch", job)
+            wait_for(lambda: commits(spark, settings) > before, JOB_START_S, "a committed batch", job)
             time.sleep(rng.uniform(0.0, 2.0))  # land the kill anywhere in the next batch
             job.kill(signal.SIGKILL)
             job.wait(30)
@@ -207,7 +212,7 @@ def test_store_outage_is_retried_then_fails_loudly_and_recovers(spark: SparkSess
     with steady_producer(settings):
         job = BronzeJob(settings, env, tmp_path / "job.log")
         jobs.append(job)
-        wait_for(lambda: commits(spark, settings) >= 1, 120, "the first batches", job)
+        wait_for(lambda: commits(spark, settings) >= 1, JOB_START_S, "the first batches", job)
 
         # A short outage (shorter than the retry budget): the job rides it out.
         with immutable(delta_log):
@@ -222,7 +227,7 @@ def test_store_outage_is_retried_then_fails_loudly_and_recovers(spark: SparkSess
 
         job = BronzeJob(settings, env, tmp_path / "job.log")
         jobs.append(job)
-        wait_for(lambda: commits(spark, settings) > delta_txn_version(spark, table, app_id) - 1, 60, "restart", job)
+        wait_for(lambda: commits(spark, settings) > delta_txn_version(spark, table, app_id) - 1, JOB_START_S, "restart", job)
     wait_for(lambda: caught_up(spark, settings), 300, "recovery after the outage", job)
     job.terminate_driver()
     assert job.wait(120) == 0, job.tail()
