@@ -127,6 +127,12 @@ def _header(name: str, value: Column) -> Column:
     return F.struct(F.lit(DLQ_HEADER_PREFIX + name).alias("key"), value.cast("binary").alias("value"))
 
 
+def dlq_header(name: str) -> Column:
+    """The text of DLQ header `dlq.<name>` of a Kafka record read back (null when absent)."""
+    named = F.filter("headers", lambda h: h["key"] == DLQ_HEADER_PREFIX + name)
+    return F.element_at(named, 1)["value"].cast("string")
+
+
 def to_dlq_records(invalid_df: DataFrame, job: str, failed_at: Column) -> DataFrame:
     """Kafka records for the DLQ topic: original key and value bytes, original headers, then the
     reason and source coordinates as `dlq.*` headers."""

@@ -10,7 +10,6 @@ what it started.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,13 +30,22 @@ DEMO_PRODUCER = "streamlake-demo"
 
 
 @dataclass(frozen=True)
+class PartitionLanding:
+    """Where one raw partition's records landed: Bronze rows, DLQ records (deduplicated by source
+    offset: a DLQ record may repeat after a crash), and the offsets the two cover together."""
+
+    bronze_rows: int
+    dlq_records: int
+    distinct_offsets: int
+    lowest_offset: int
+    highest_offset: int
+
+
+@dataclass(frozen=True)
 class DatasetSummary:
     dataset: str
-    produced: int
-    poison: int
     offsets_by_partition: dict[int, tuple[int, int]]
-    bronze_rows_by_partition: dict[int, int]
-    dlq_records_by_partition: dict[int, int]  # distinct source offsets: a DLQ record may repeat
+    landed_by_partition: dict[int, PartitionLanding]
     dlq_reasons: dict[str, int]
     bronze_path: str
 
@@ -47,11 +55,20 @@ class DatasetSummary:
 
     @property
     def reconciled(self) -> bool:
-        """Every raw offset is in Bronze or in the DLQ, and nothing else is."""
-        return all(
-            self.bronze_rows_by_partition.get(p, 0) + self.dlq_records_by_partition.get(p, 0) == high - low
-            for p, (low, high) in self.offsets_by_partition.items()
-        ) and set(self.bronze_rows_by_partition) | set(self.dlq_records_by_partition) <= set(self.offsets_by_partition)
+        """Every raw offset is in Bronze or in the DLQ, once, and nothing else is: as many records
+        as offsets, all distinct, all inside the partition's range."""
+        if not set(self.landed_by_partition) <= set(self.offsets_by_partition):
+            return False
+        for partition, (low, high) in self.offsets_by_partition.items():
+            landed = self.landed_by_partition.get(partition)
+            if landed is None:
+                if high > low:
+                    return False
+                continue
+            if not (landed.bronze_rows + landed.dlq_records == landed.distinct_offsets == high - low
+                    and low <= landed.lowest_offset and landed.highest_offset < high):
+                return False
+        return True
 
 
 def poison_pills(contract: DatasetContract, seed: int = 5) -> list[tuple[str, bytes, bytes]]:
@@ -88,14 +105,12 @@ def run_demo(settings: Settings, events_per_dataset: int, echo: Callable[[str], 
             broker.start()
         for result in apply_topics(AdminClient(settings.kafka.client_config()), declared_topics(settings)):
             echo(f"  topic {result}")
-        poison = {}
         for dataset, contract in DATASETS.items():
             count = produce_events(settings, dataset, synthetic.events(dataset, events_per_dataset), DEMO_PRODUCER)
             echo(f"produced {count} {dataset} events (idempotent producer, acks=all)")
             kinds = produce_poison_pills(settings, contract)
-            poison[dataset] = len(kinds)
             echo(f"produced {len(kinds)} poison pills straight to {contract.raw_topic}: {', '.join(kinds)}")
-        summaries = _run_bronze(settings, events_per_dataset, poison, echo)
+        summaries = _run_bronze(settings, echo)
     finally:
         if started_here:
             echo("stopping the kafka broker this demo started")
@@ -103,17 +118,14 @@ def run_demo(settings: Settings, events_per_dataset: int, echo: Callable[[str], 
     return summaries
 
 
-def _run_bronze(settings: Settings, produced: int, poison: dict[str, int], echo: Callable[[str], None]) -> list[DatasetSummary]:
+def _run_bronze(settings: Settings, echo: Callable[[str], None]) -> list[DatasetSummary]:
     # Imported here so that `streamlake kafka ...` and `topics ...` never pay for starting Spark.
     from pyspark.sql import functions as F
 
     from jobs.bronze_stream import start_bronze_query
     from jobs.lakehouse_io import read_kafka_batch
     from jobs.spark_session import build_spark_session
-    from pipelines.bronze import DLQ_HEADER_PREFIX
-
-    def header(name: str):
-        return F.element_at(F.filter("headers", lambda h: h["key"] == DLQ_HEADER_PREFIX + name), 1)["value"].cast("string")
+    from pipelines.bronze import dlq_header
 
     spark = build_spark_session(settings, "streamlake-demo")
     summaries = []
@@ -125,24 +137,31 @@ def _run_bronze(settings: Settings, produced: int, poison: dict[str, int], echo:
             if query.exception() is not None:
                 raise RuntimeError(f"the Bronze job for {dataset} failed: {query.exception()}")
             bronze_path = settings.lakehouse.table_uri("bronze", dataset)
-            bronze = spark.read.format("delta").load(bronze_path).groupBy("kafka_partition").count().collect()
-            dlq = (
+            bronze_df = spark.read.format("delta").load(bronze_path).select(
+                F.col("kafka_partition").alias("partition"), F.col("kafka_offset").alias("offset"), F.lit("bronze").alias("landed_in")
+            )
+            dlq_df = (
                 read_kafka_batch(spark, settings, contract.dlq_topic)
-                .select(header("source.topic").alias("topic"), header("source.partition").cast("int").alias("partition"),
-                        header("source.offset").cast("long").alias("offset"), header("error.class").alias("error_class"))
+                .select(dlq_header("source.topic").alias("topic"), dlq_header("source.partition").cast("int").alias("partition"),
+                        dlq_header("source.offset").cast("long").alias("offset"), dlq_header("error.class").alias("error_class"))
                 .filter(F.col("topic") == contract.raw_topic)
                 .dropDuplicates(["partition", "offset"])
-                .groupBy("partition", "error_class").count()
+            )
+            landed = (
+                bronze_df.unionByName(dlq_df.select("partition", "offset", F.lit("dlq").alias("landed_in")))
+                .groupBy("partition")
+                .agg(F.count_if(F.col("landed_in") == "bronze").alias("bronze_rows"),
+                     F.count_if(F.col("landed_in") == "dlq").alias("dlq_records"),
+                     F.count_distinct("offset").alias("distinct_offsets"),
+                     F.min("offset").alias("lowest_offset"), F.max("offset").alias("highest_offset"))
                 .collect()
             )
-            dlq_by_partition, reasons = Counter(), Counter()
-            for row in dlq:
-                dlq_by_partition[row["partition"]] += row["count"]
-                reasons[row["error_class"]] += row["count"]
+            reasons = {r["error_class"]: r["count"] for r in dlq_df.groupBy("error_class").count().collect()}
             offsets = {o.partition: (o.low, o.high) for o in partition_offsets(settings, contract.raw_topic)}
             summaries.append(DatasetSummary(
-                dataset, produced, poison[dataset], offsets, {r["kafka_partition"]: r["count"] for r in bronze},
-                dict(dlq_by_partition), dict(sorted(reasons.items())), bronze_path,
+                dataset, offsets,
+                {r["partition"]: PartitionLanding(**{k: v for k, v in r.asDict().items() if k != "partition"}) for r in landed},
+                dict(sorted(reasons.items())), bronze_path,
             ))
     finally:
         spark.stop()
@@ -153,16 +172,16 @@ def _run_bronze(settings: Settings, produced: int, poison: dict[str, int], echo:
 
 def format_summary(summary: DatasetSummary) -> str:
     contract = DATASETS[summary.dataset]
-    bronze_rows = sum(summary.bronze_rows_by_partition.values())
-    dlq_records = sum(summary.dlq_records_by_partition.values())
+    bronze_rows = sum(landed.bronze_rows for landed in summary.landed_by_partition.values())
+    dlq_records = sum(landed.dlq_records for landed in summary.landed_by_partition.values())
     lines = [
         f"{contract.raw_topic}: {summary.topic_messages} messages in Kafka -> {bronze_rows} Bronze rows "
         f"({summary.bronze_path}) + {dlq_records} DLQ records ({contract.dlq_topic})"
     ]
     for partition, (low, high) in sorted(summary.offsets_by_partition.items()):
-        rows = summary.bronze_rows_by_partition.get(partition, 0)
-        dead = summary.dlq_records_by_partition.get(partition, 0)
-        lines.append(f"  partition {partition}: offsets [{low}, {high}) -> {rows} Bronze rows + {dead} DLQ records")
+        landed = summary.landed_by_partition.get(partition, PartitionLanding(0, 0, 0, low, low))
+        lines.append(f"  partition {partition}: offsets [{low}, {high}) -> {landed.bronze_rows} Bronze rows + "
+                     f"{landed.dlq_records} DLQ records")
     reasons = ", ".join(f"{error_class} {n}" for error_class, n in summary.dlq_reasons.items()) or "none"
     lines.append(f"  DLQ reasons: {reasons}")
     return "\n".join(lines)

@@ -15,7 +15,8 @@ from pyspark.sql import functions as F
 from conf.settings import Settings
 from contracts import DATASETS
 from jobs.lakehouse_io import read_kafka_batch
-from streamlake.demo import DEMO_PRODUCER
+from pipelines.bronze import dlq_header
+from streamlake.demo import DEMO_PRODUCER, DatasetSummary, PartitionLanding
 from streamlake.kafka_inspect import partition_offsets
 
 EVENTS = 40
@@ -25,7 +26,7 @@ def demo_dlq_classes(spark: SparkSession, settings: Settings, dlq_topic: str) ->
     """Error classes of the DLQ records holding the demo's own poison pills (other tests share the topic)."""
     dlq_df = read_kafka_batch(spark, settings, dlq_topic).select(
         F.col("value").cast("string").alias("value"),
-        F.element_at(F.filter("headers", lambda h: h["key"] == "dlq.error.class"), 1)["value"].cast("string").alias("error_class"),
+        dlq_header("error.class").alias("error_class"),
     )
     demo_records = dlq_df.filter(F.col("value").rlike(rf'"producer":\s*"{DEMO_PRODUCER}"')).distinct()
     return Counter(row["error_class"] for row in demo_records.collect())
@@ -63,3 +64,20 @@ def test_demo_runs_bronze_and_reconciles_kafka_with_bronze_and_the_dlq(
         )
         total = sum(p.messages for p in offsets)
         assert re.search(rf"^{re.escape(contract.raw_topic)}: {total} messages in Kafka -> \d+ Bronze rows ", out, re.M)
+
+
+def summary_of(landed: PartitionLanding) -> DatasetSummary:
+    return DatasetSummary("orders", {0: (10, 14)}, {0: landed}, {}, "file:///lake/bronze/orders")
+
+
+def test_reconciliation_holds_only_when_each_offset_landed_once() -> None:
+    # Partition 0 holds offsets 10..13: four records, four distinct offsets, inside the range.
+    assert summary_of(PartitionLanding(bronze_rows=3, dlq_records=1, distinct_offsets=4, lowest_offset=10, highest_offset=13)).reconciled
+    # Offset 12 in Bronze twice, offset 13 nowhere: the counts still add up, the distinct offsets do not.
+    assert not summary_of(PartitionLanding(4, 0, 3, 10, 12)).reconciled
+    # Offset 11 both in Bronze and in the DLQ.
+    assert not summary_of(PartitionLanding(3, 1, 3, 10, 12)).reconciled
+    # An offset outside the partition's range.
+    assert not summary_of(PartitionLanding(4, 0, 4, 10, 14)).reconciled
+    # Nothing landed from a partition that has records.
+    assert not DatasetSummary("orders", {0: (10, 14)}, {}, {}, "file:///lake/bronze/orders").reconciled
