@@ -1,7 +1,8 @@
 """Spark schemas derived from the contract models, so the two can never drift.
 
-Used by jobs to parse Kafka values with `from_json` (never inference). Imports pyspark, so the API
-must not import this module (an import-linter contract enforces it).
+Used by jobs to read Kafka values into typed columns (never inference): Bronze hands the same schema
+to Arrow's JSON reader in its Python workers. Imports pyspark, so the API must not import this
+module (an import-linter contract enforces it).
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ def _field_type(info: FieldInfo) -> tuple[DataType, bool]:
 def struct_type_of(model: type[BaseModel]) -> StructType:
     """The Spark StructType of a Pydantic model, field by field, in declaration order.
 
-    Fields are declared nullable because `from_json` yields null for a missing or mistyped field;
-    required-ness is checked explicitly by the Bronze validation, with a reason per record.
+    Fields are declared nullable because a JSON reader yields null for a missing field; required-ness
+    is checked explicitly by the Bronze validation (the Pydantic model), with a reason per record.
     """
     fields = []
     for name, info in model.model_fields.items():

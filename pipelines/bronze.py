@@ -3,24 +3,28 @@
 Pure DataFrame -> DataFrame functions. Every record gets exactly one verdict: `error` is null
 (valid) or a struct(error_class, error_reason) (invalid), so valid + invalid == batch by
 construction. The verdict comes from the contract's own Pydantic model (`pipelines.record_checks`),
-run in Spark's Python workers through an Arrow (pandas) UDF; valid values come back in canonical
-JSON, parsed into typed columns with the contract's Spark schema (`from_json`, never inference).
-Valid rows keep the raw value, the parsed contract columns, the envelope metadata and the Kafka
-coordinates ("raw means raw"); invalid records keep their key and value bytes untouched.
+run in Spark's Python workers over Arrow batches (`mapInArrow`). A valid value comes back in
+canonical JSON, which Arrow's JSON reader parses against the contract's schema (never inference)
+into the typed `envelope` column, in the same worker: Spark receives typed columns, not text to
+parse again. Valid rows keep the raw value, the parsed contract columns, the envelope metadata and
+the Kafka coordinates ("raw means raw"); invalid records keep their key and value bytes untouched.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+import io
+from collections.abc import Iterator
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.json as arrow_json
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema, to_arrow_type
 from pyspark.sql.types import StringType, StructField, StructType
 
 from contracts.registry import DatasetContract
 from contracts.spark_schema import envelope_schema, payload_schema
-from pipelines.record_checks import WRONG_TYPE, Verdict, record_classifier
+from pipelines.record_checks import WRONG_TYPE, record_classifier
 
 DLQ_HEADER_PREFIX = "dlq."
 KAFKA_COLUMNS = ["key", "value", "topic", "partition", "offset", "timestamp", "headers"]
@@ -29,9 +33,10 @@ KAFKA_SOURCE_DDL = (
     "timestampType INT, headers ARRAY<STRUCT<key: STRING, value: BINARY>>"
 )
 BRONZE_PARTITION_COLUMNS = ["ingestion_date"]
-VERDICT_TYPE = StructType([StructField(name, StringType(), True) for name in Verdict._fields])
-# from_json puts the text of a value it could not fully read here (with the other fields kept).
-_UNREADABLE = "_unreadable_value"
+ERROR_TYPE = StructType([StructField("error_class", StringType(), True), StructField("error_reason", StringType(), True)])
+UNREADABLE_REASON = "valid for the contract, but not readable into Bronze's Spark schema"
+# Arrow's JSON reader works in blocks that must each hold whole records; a block holds many.
+_JSON_BLOCK_BYTES = 8 << 20
 
 
 def bronze_stats_columns(contract: DatasetContract) -> list[str]:
@@ -41,37 +46,83 @@ def bronze_stats_columns(contract: DatasetContract) -> list[str]:
     return ["kafka_partition", "kafka_offset", "kafka_timestamp", "event_timestamp", "received_at", contract.business_key]
 
 
-@lru_cache(maxsize=16)
-def _verdict_udf(dataset: str, max_value_bytes: int):
-    # Only the dataset's name and the limit travel to the workers; each builds its classifier once.
-    @F.pandas_udf(VERDICT_TYPE)
-    def verdict(values: pd.Series) -> pd.DataFrame:
-        classify = record_classifier(dataset, max_value_bytes)
-        return pd.DataFrame([classify(v) for v in values], columns=list(Verdict._fields))
+def _read_json_lines(values: list[str], schema: pa.Schema) -> pa.StructArray:
+    encoded = [v.encode() for v in values]
+    if not encoded:
+        return pa.array([], pa.struct(list(schema)))
+    data = b"\n".join(encoded)  # JSON text never holds a raw newline: one record per line
+    table = arrow_json.read_json(
+        io.BytesIO(data),
+        read_options=arrow_json.ReadOptions(use_threads=False, block_size=max(_JSON_BLOCK_BYTES, max(map(len, encoded)) + 1)),
+        parse_options=arrow_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
+    )
+    return table.to_struct_array().combine_chunks()
 
-    return verdict
+
+def typed_envelopes(canonical_values: list[str | None], schema: pa.Schema) -> tuple[pa.StructArray, dict[int, str]]:
+    """Canonical JSON values read into one struct array of `schema`, null where a value is None.
+
+    Also returns, by position, the values Arrow could not read, with its reason. Pydantic's canonical
+    JSON always fits the contract's schema in practice; if one ever does not, only that record is
+    set apart (it goes to the DLQ), never the batch.
+    """
+    positions = [i for i, value in enumerate(canonical_values) if value is not None]
+    unreadable: dict[int, str] = {}
+    try:
+        parsed = _read_json_lines([canonical_values[i] for i in positions], schema)
+    except pa.ArrowInvalid:
+        readable, parts = [], []
+        for i in positions:
+            try:
+                parts.append(_read_json_lines([canonical_values[i]], schema))
+                readable.append(i)
+            except pa.ArrowInvalid as exc:
+                unreadable[i] = str(exc)
+        positions = readable
+        parsed = pa.concat_arrays(parts) if parts else _read_json_lines([], schema)
+    row_of: list[int | None] = [None] * len(canonical_values)
+    for row, i in enumerate(positions):
+        row_of[i] = row
+    return parsed.take(pa.array(row_of, pa.int32())), unreadable
 
 
-def _error(error_class: Column, error_reason: Column) -> Column:
-    return F.struct(error_class.alias("error_class"), error_reason.alias("error_reason"))
+def classify_arrow_batches(
+    batches: Iterator[pa.RecordBatch], dataset: str, max_value_bytes: int, envelope_arrow_schema: pa.Schema,
+) -> Iterator[pa.RecordBatch]:
+    """Kafka rows in, the same rows plus `envelope` (typed, null when invalid) and `error` out."""
+    classify = record_classifier(dataset, max_value_bytes)
+    error_fields = list(to_arrow_type(ERROR_TYPE))
+    for batch in batches:
+        verdicts = [classify(value) for value in batch.column("value").to_pylist()]
+        envelope, unreadable = typed_envelopes([v.canonical_value for v in verdicts], envelope_arrow_schema)
+        error_classes = [v.error_class for v in verdicts]
+        error_reasons = [v.error_reason for v in verdicts]
+        for i, detail in unreadable.items():
+            error_classes[i], error_reasons[i] = WRONG_TYPE, f"{UNREADABLE_REASON} ({detail})"
+        error = pa.StructArray.from_arrays(
+            [pa.array(error_classes, pa.string()), pa.array(error_reasons, pa.string())],
+            fields=error_fields,
+            mask=pa.array([error_class is None for error_class in error_classes]),
+        )
+        yield batch.append_column("envelope", envelope).append_column("error", error)
 
 
 def with_verdict(kafka_df: DataFrame, contract: DatasetContract, max_value_bytes: int) -> DataFrame:
     """Kafka source rows plus `value_text`, `envelope` (typed) and `error` (null when valid)."""
-    typed_schema = StructType([*envelope_schema(contract).fields, StructField(_UNREADABLE, StringType(), True)])
-    judged_df = kafka_df.select(*KAFKA_COLUMNS, _verdict_udf(contract.name, max_value_bytes)("value").alias("verdict"))
-    parsed_df = judged_df.select(
-        "*",
-        F.from_json("verdict.canonical_value", typed_schema, {"columnNameOfCorruptRecord": _UNREADABLE}).alias("envelope"),
+    source_df = kafka_df.select(*KAFKA_COLUMNS)
+    envelope_type = envelope_schema(contract)
+    judged_schema = StructType(
+        [*source_df.schema.fields, StructField("envelope", envelope_type, True), StructField("error", ERROR_TYPE, True)]
     )
-    # Pydantic's canonical JSON is always Spark-readable in practice; if a value ever is not, it
-    # goes to the DLQ with this reason rather than into Bronze with null columns.
-    is_unreadable = F.col(f"envelope.{_UNREADABLE}").isNotNull()
-    error = F.coalesce(
-        F.when(F.col("verdict.error_class").isNotNull(), _error(F.col("verdict.error_class"), F.col("verdict.error_reason"))),
-        F.when(is_unreadable, _error(F.lit(WRONG_TYPE), F.lit("valid for the contract, but not readable into Bronze's Spark schema"))),
-    )
-    return parsed_df.select(*KAFKA_COLUMNS, F.col("value").cast("string").alias("value_text"), "envelope", error.alias("error"))
+    # Only plain values travel to the workers (the dataset's name, the limit, the Arrow schema);
+    # each worker builds its classifier once.
+    dataset, envelope_arrow_schema = contract.name, to_arrow_schema(envelope_type)
+
+    def classify(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        return classify_arrow_batches(batches, dataset, max_value_bytes, envelope_arrow_schema)
+
+    judged_df = source_df.mapInArrow(classify, judged_schema)
+    return judged_df.select(*KAFKA_COLUMNS, F.col("value").cast("string").alias("value_text"), "envelope", "error")
 
 
 def without_unused_bytes(verdict_df: DataFrame) -> DataFrame:

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
+import pyarrow as pa
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from contracts.registry import get_contract
-from pipelines.bronze import KAFKA_SOURCE_DDL, filter_valid, to_bronze_rows, with_verdict
+from contracts.spark_schema import envelope_schema
+from pipelines.bronze import (
+    KAFKA_SOURCE_DDL,
+    UNREADABLE_REASON,
+    classify_arrow_batches,
+    filter_valid,
+    to_bronze_rows,
+    typed_envelopes,
+    with_verdict,
+)
 from tests.test_pipelines_record_checks import ORDER, changed
 
 ORDERS = get_contract("orders")
@@ -87,3 +98,44 @@ def test_typed_columns_keep_the_contract_schema(spark: SparkSession) -> None:
         "event_timestamp": "timestamp",
         "kafka_offset": "bigint",
     }
+
+
+def test_canonical_values_become_typed_structs_in_place() -> None:
+    schema = pa.schema([("n", pa.int32()), ("at", pa.timestamp("us", tz="UTC"))])
+
+    envelopes, unreadable = typed_envelopes(['{"n": 1, "at": "2026-01-01T00:00:00+02:00"}', None, '{"n": 3}'], schema)
+
+    assert envelopes.to_pylist() == [{"n": 1, "at": datetime(2025, 12, 31, 22, 0, tzinfo=UTC)}, None, {"n": 3, "at": None}]
+    assert unreadable == {}
+
+
+def test_a_value_arrow_cannot_read_is_set_apart_alone() -> None:
+    schema = pa.schema([("n", pa.int32())])
+
+    envelopes, unreadable = typed_envelopes(['{"n": 1}', '{"n": "x"}', None, '{"n": 4}'], schema)
+
+    assert envelopes.to_pylist() == [{"n": 1}, None, None, {"n": 4}]
+    assert unreadable == {1: "JSON parse error: Column(/n) changed from number to string in row 0"}
+
+
+def test_a_valid_record_bronze_cannot_type_goes_out_as_wrong_type() -> None:
+    # A Spark schema narrower than the contract (amount as DECIMAL(3,2)) stands in for a drift
+    # between the model and Bronze's schema: 123.45 does not fit, so the record is invalid, with why.
+    arrow_schema = to_arrow_schema(envelope_schema(ORDERS))
+    narrow = arrow_schema.set(
+        arrow_schema.get_field_index("payload"),
+        pa.field("payload", pa.struct([
+            f.with_type(pa.decimal128(3, 2)) if f.name == "amount" else f for f in arrow_schema.field("payload").type
+        ])),
+    )
+    batch = pa.RecordBatch.from_pydict({"value": [changed(payload__amount="1.50"), changed(payload__amount="123.45")]})
+
+    (judged,) = classify_arrow_batches(iter([batch]), ORDERS.name, 4096, narrow)
+
+    assert judged.column("error").to_pylist() == [
+        None,
+        {"error_class": "wrong_type",
+         "error_reason": f"{UNREADABLE_REASON} (Failed to convert JSON to decimal128(3, 2): 123.45 requires precision 5)"},
+    ]
+    assert judged.column("envelope").to_pylist()[0]["payload"]["amount"] == Decimal("1.50")
+    assert judged.column("envelope").to_pylist()[1] is None
