@@ -7,12 +7,13 @@
    Target ratio >= 0.6.
 2. End-to-end latency at a steady 1,000 events/s: from the API's 202 (client clock) to the Delta
    commit that made the event visible in Bronze (commit timestamp from `_delta_log`), with the
-   Bronze job running as spark-submit. Steady means after a warm-up at the same rate (the job's
-   first batches pay for JVM and Python worker start-up); only events sent after it count.
-   Target p99 < 10 s.
+   Bronze job running as spark-submit. Steady means after a warm-up at the same rate: a young job
+   pays for JVM and Python worker start-up and for the JIT (its batches take about twice as long
+   in its first minute here) and carries the backlog that builds meanwhile; only events sent after
+   the warm-up count. The warm-up's own latencies are reported too. Target p99 < 10 s.
 
 Sizes: BENCH_BRONZE_EVENTS (default 300000), BENCH_E2E_SECONDS (default 40), BENCH_E2E_WARMUP_SECONDS
-(default 20).
+(default 90).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from streamlake.topics import apply_topics, declared_topics
 
 EVENTS = int(os.environ.get("BENCH_BRONZE_EVENTS", "300000"))
 E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "40"))
-E2E_WARMUP_SECONDS = float(os.environ.get("BENCH_E2E_WARMUP_SECONDS", "20"))
+E2E_WARMUP_SECONDS = float(os.environ.get("BENCH_E2E_WARMUP_SECONDS", "90"))
 E2E_RATE = 1000
 E2E_BATCH = 20  # events per API request: 50 requests/s make 1,000 events/s
 E2E_PREWARM_REQUESTS = 50
