@@ -64,7 +64,10 @@ def typed_envelopes(canonical_values: list[str | None], schema: pa.Schema) -> tu
 
     Also returns, by position, the values Arrow could not read, with its reason. Pydantic's canonical
     JSON always fits the contract's schema in practice; if one ever does not, only that record is
-    set apart (it goes to the DLQ), never the batch.
+    set apart (it goes to the DLQ), never the batch. Arrow does not check a decimal's precision
+    when the text has fewer places than the type ("12" into DECIMAL(3,2) reads as 12.00); the model
+    has already enforced max_digits and decimal_places, the very constraints Spark's DECIMAL(p,s)
+    is derived from (`contracts.spark_schema`).
     """
     positions = [i for i, value in enumerate(canonical_values) if value is not None]
     unreadable: dict[int, str] = {}
