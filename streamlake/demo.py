@@ -146,6 +146,7 @@ def _run_bronze(settings: Settings, echo: Callable[[str], None]) -> list[Dataset
                         dlq_header("source.offset").cast("long").alias("offset"), dlq_header("error.class").alias("error_class"))
                 .filter(F.col("topic") == contract.raw_topic)
                 .dropDuplicates(["partition", "offset"])
+                .cache()  # read from Kafka once, for the reconciliation and the reasons alike
             )
             landed = (
                 bronze_df.unionByName(dlq_df.select("partition", "offset", F.lit("dlq").alias("landed_in")))
@@ -157,6 +158,7 @@ def _run_bronze(settings: Settings, echo: Callable[[str], None]) -> list[Dataset
                 .collect()
             )
             reasons = {r["error_class"]: r["count"] for r in dlq_df.groupBy("error_class").count().collect()}
+            dlq_df.unpersist()
             offsets = {o.partition: (o.low, o.high) for o in partition_offsets(settings, contract.raw_topic)}
             summaries.append(DatasetSummary(
                 dataset, offsets,
