@@ -3,10 +3,11 @@
     spark-submit jobs/bronze_stream.py --dataset user_events [--env local]
     streamlake stream bronze --dataset user_events        (the same, through spark-submit)
 
-Each micro-batch classifies every record (pipelines.bronze), appends the valid ones to
-`<lakehouse>/bronze/<dataset>` with Delta's idempotent writes (txnAppId from settings, txnVersion =
-batch id), and writes the invalid ones, bytes untouched, to `streamlake.<dataset>.dlq`; the batch
-completes only when both are safe, and only then does the checkpoint advance. Exit status: 0 after
+Each micro-batch is one pass: the Delta write's own tasks classify every record (pipelines.bronze),
+send the invalid ones, bytes untouched, to `streamlake.<dataset>.dlq` and wait for their acks
+(jobs.bronze_dlq), and write the valid ones; Delta then appends them to `<lakehouse>/bronze/<dataset>`
+with its idempotent writes (txnAppId from settings, txnVersion = batch id). The batch completes only
+when both are safe, and only then does the checkpoint advance. Exit status: 0 after
 a clean stop, 1 when the query fails (e.g. the store stayed down), 2 for a configuration error.
 """
 
@@ -18,51 +19,36 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from pyspark import StorageLevel
+from pyspark import Accumulator
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from conf.settings import Settings
 from contracts.registry import DatasetContract, get_contract
+from jobs.bronze_dlq import DlqTarget, TallyParam, valid_rows_after_dlq
 from jobs.entrypoint import dataset_job_main
 from jobs.lakehouse_io import (
     append_delta_idempotent,
     check_checkpoint_matches_table,
     delta_version,
     ensure_delta_table,
+    error_headline,
     kafka_source_options,
     with_retries,
-    write_kafka_batch,
 )
 from jobs.spark_session import build_spark_session
 from pipelines.bronze import (
     BRONZE_PARTITION_COLUMNS,
     KAFKA_SOURCE_DDL,
     bronze_stats_columns,
-    filter_invalid,
-    filter_valid,
+    empty_tally,
     to_bronze_rows,
-    to_dlq_records,
     with_verdict,
-    without_unused_bytes,
 )
 
 JOB = "bronze"
 log = logging.getLogger("streamlake.bronze")
-
-
-@contextmanager
-def _timed(stage_ms: dict[str, int], stage: str) -> Iterator[None]:
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        stage_ms[stage] = round((time.monotonic() - started) * 1000)
 
 
 class BronzeBatchWriter:
@@ -73,79 +59,53 @@ class BronzeBatchWriter:
         self.contract = contract
         self.table = settings.lakehouse.table_uri("bronze", contract.name)
         self.app_id = settings.bronze.app_id(JOB, contract.name)
-        self.job_name = f"bronze_stream/{contract.name} app_id={self.app_id}"
+        self.dlq = DlqTarget(
+            topic=contract.dlq_topic,
+            producer_config=settings.kafka.producer_config(client_id=f"streamlake-bronze-{contract.name}-dlq"),
+            job=f"bronze_stream/{contract.name} app_id={self.app_id}",
+        )
+        self._tally: Accumulator | None = None
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         context = {"dataset": self.contract.name, "batch_id": batch_id, "path": self.table}
-        verdict_df = (
-            batch_df.transform(with_verdict, self.contract, self.settings.bronze.max_value_bytes)
-            .transform(without_unused_bytes)
-            .persist(StorageLevel.MEMORY_AND_DISK)  # classified once, read by the stats, the DLQ and Bronze
-        )
-        stage_ms: dict[str, int] = {}
-        try:
-            with _timed(stage_ms, "classify"):
-                stats = self._stats(verdict_df)
-            valid = sum(n for (_, error_class), n in stats["rows"].items() if error_class is None)
-            invalid = stats["total"] - valid
-            if invalid:
-                dlq_df = filter_invalid(verdict_df).transform(to_dlq_records, self.job_name, F.current_timestamp())
-                with _timed(stage_ms, "dlq_write"):
-                    with_retries(lambda: write_kafka_batch(dlq_df, self.settings, self.contract.dlq_topic),
-                                 f"DLQ write to {self.contract.dlq_topic}", self.settings.bronze, context)
-            if valid:
-                bronze_df = filter_valid(verdict_df).transform(to_bronze_rows, self.contract, batch_id)
-                with _timed(stage_ms, "delta_write"):
-                    with_retries(
-                        lambda: append_delta_idempotent(bronze_df, self.table, self.app_id, batch_id, BRONZE_PARTITION_COLUMNS),
-                        f"Bronze Delta write to {self.table}", self.settings.bronze, context,
-                    )
-            if valid + invalid != stats["total"]:  # every record has exactly one verdict
-                raise AssertionError(f"batch {batch_id}: {valid} valid + {invalid} invalid != {stats['total']} read")
-            log.info(
-                "bronze batch committed",
-                extra={
-                    **context,
-                    "topic": self.contract.raw_topic,
-                    "offsets": stats["offsets"],
-                    "rows": stats["total"],
-                    "valid": valid,
-                    "invalid": invalid,
-                    "dlq_reasons": stats["reasons"],
-                    "dlq_topic": self.contract.dlq_topic,
-                    "delta_version": delta_version(batch_df.sparkSession, self.table) if valid else None,
-                    "duration_ms": round((time.monotonic() - started) * 1000),
-                    "stage_ms": stage_ms,
-                },
-            )
-        finally:
-            verdict_df.unpersist()
+        if self._tally is None:  # one accumulator for the query's life, zeroed per attempt
+            self._tally = batch_df.sparkSession.sparkContext.accumulator(empty_tally(), TallyParam())
+        tally = self._tally
 
-    @staticmethod
-    def _stats(verdict_df: DataFrame) -> dict:
-        rows = (
-            verdict_df.groupBy("partition", F.col("error.error_class").alias("error_class"))
-            .agg(F.count("*").alias("rows"), F.min("offset").alias("first"), F.max("offset").alias("last"))
-            # A handful of rows: one task gathers them, not one per shuffle partition (~0.3-0.5 s
-            # of every batch on a 2-core local master).
-            .coalesce(1)
-            .collect()
+        def write() -> None:
+            tally.value = empty_tally()  # only this attempt's tasks count
+            bronze_df = (
+                batch_df.transform(valid_rows_after_dlq, self.contract, self.settings.bronze.max_value_bytes, self.dlq, tally)
+                .transform(to_bronze_rows, self.contract, batch_id)
+            )
+            append_delta_idempotent(bronze_df, self.table, self.app_id, batch_id, BRONZE_PARTITION_COLUMNS)
+
+        # One Spark job judges the batch, sends its invalid records to the DLQ (every one
+        # acknowledged before its task ends) and writes the valid ones; Delta commits only then.
+        with_retries(write, f"Bronze Delta write to {self.table} (with its DLQ records to {self.contract.dlq_topic})", self.settings.bronze, context)
+        counts = tally.value
+        spark = batch_df.sparkSession
+        invalid = sum(counts["invalid"].values())
+        log.info(
+            "bronze batch committed",
+            extra={
+                **context,
+                "topic": self.contract.raw_topic,
+                "offsets": counts["offsets"],
+                "rows": counts["rows"],
+                "valid": counts["rows"] - invalid,
+                "invalid": invalid,
+                "dlq_reasons": counts["invalid"],
+                "dlq_topic": self.contract.dlq_topic,
+                "delta_version": delta_version(spark, self.table),
+                "duration_ms": round((time.monotonic() - started) * 1000),
+                # A restart replays the batch its crash left uncommitted in the checkpoint; when
+                # Delta already held it, Delta skipped the write before any task ran (its DLQ
+                # records went out the first time).
+                **({"note": "no rows judged: Delta already held this batch, or it was empty"} if counts["rows"] == 0 else {}),
+            },
         )
-        offsets: dict[str, list[int]] = {}
-        for r in rows:
-            first, last = offsets.get(str(r["partition"]), [r["first"], r["last"]])
-            offsets[str(r["partition"])] = [min(first, r["first"]), max(last, r["last"])]
-        reasons = Counter()
-        for r in rows:
-            if r["error_class"] is not None:
-                reasons[r["error_class"]] += r["rows"]
-        return {
-            "rows": {(r["partition"], r["error_class"]): r["rows"] for r in rows},
-            "total": sum(r["rows"] for r in rows),
-            "offsets": offsets,
-            "reasons": dict(reasons),
-        }
 
 
 class ProgressLogger(StreamingQueryListener):
@@ -238,9 +198,9 @@ def run(settings: Settings, dataset: str, *, available_now: bool) -> int:
         if stop_requested.is_set():
             # Stopping was asked for; an in-flight batch cut short is replayed on restart (Delta's
             # commit is atomic and its txn id skips what was already written).
-            log.info("stopped on SIGTERM", extra={"dataset": dataset, "detail": str(exc).splitlines()[0][:300]})
+            log.info("stopped on SIGTERM", extra={"dataset": dataset, "detail": error_headline(exc)[:300]})
             return 0
-        log.error("bronze stream failed", extra={"dataset": dataset, "error": str(exc).splitlines()[0][:2000]})
+        log.error("bronze stream failed", extra={"dataset": dataset, "error": error_headline(exc)[:2000]})
         return 1
     finally:
         spark.stop()

@@ -104,16 +104,30 @@ def with_retries(action: Callable[[], T], what: str, policy: BronzeSettings, con
             return action()
         except Exception as exc:  # noqa: BLE001 - storage and Kafka errors arrive as many types
             if attempt == policy.write_attempts:
-                raise StoreUnavailableError(
-                    f"{what} failed {attempt} times, giving up: {str(exc).splitlines()[0][:500]}"
-                ) from exc
+                raise StoreUnavailableError(f"{what} failed {attempt} times, giving up: {error_headline(exc)[:500]}") from exc
             log.warning(
                 "write failed, retrying",
-                extra={**context, "what": what, "attempt": attempt, "retry_in_s": delay, "error": str(exc).splitlines()[0][:300]},
+                extra={**context, "what": what, "attempt": attempt, "retry_in_s": delay, "error": error_headline(exc)[:300]},
             )
             time.sleep(delay)
             delay = min(delay * 2, policy.retry_backoff_max_s)
     raise AssertionError("unreachable")
+
+
+def error_headline(exc: BaseException) -> str:
+    """The line of an error that says what went wrong.
+
+    Spark reports an exception raised in Python (a worker, or a foreachBatch function) as its own
+    wrapper text first ("An exception was thrown from the Python worker..."), then the traceback,
+    which ends with the exception itself: that line is the headline. Any other error: its first line.
+    """
+    lines = str(exc).splitlines()
+    tracebacks = [i for i, line in enumerate(lines) if line.endswith("Traceback (most recent call last):")]
+    if tracebacks:  # the last one: a chained error's final exception
+        raised = [line for line in lines[tracebacks[-1] + 1:] if line and not line[0].isspace()]
+        if raised:
+            return raised[0]
+    return next((line.strip() for line in lines if line.strip()), type(exc).__name__)
 
 
 def _hadoop_path(spark: SparkSession, uri: str):

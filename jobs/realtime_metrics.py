@@ -24,7 +24,7 @@ from pyspark.sql.streaming import StreamingQuery
 from conf.settings import Settings
 from contracts.registry import get_contract
 from jobs.entrypoint import dataset_job_main
-from jobs.lakehouse_io import delta_table_exists, delta_version
+from jobs.lakehouse_io import delta_table_exists, delta_version, error_headline
 from jobs.spark_session import build_spark_session
 from pipelines.realtime_metrics import METRICS, MetricSpec, windowed_metric
 
@@ -104,7 +104,7 @@ def run(settings: Settings, dataset: str, *, available_now: bool) -> int:
             q.stop()
         return 0
     except Exception as exc:  # noqa: BLE001 - the job's last word must say what failed
-        log.error("realtime metrics failed", extra={"dataset": dataset, "error": str(exc).splitlines()[0][:2000]})
+        log.error("realtime metrics failed", extra={"dataset": dataset, "error": error_headline(exc)[:2000]})
         return 1
     finally:
         spark.stop()

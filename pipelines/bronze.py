@@ -1,37 +1,60 @@
 """Bronze: classify each Kafka record valid or invalid (with a reason), and shape both outputs.
 
-Pure DataFrame -> DataFrame functions. Every record gets exactly one verdict: `error` is null
-(valid) or a struct(error_class, error_reason) (invalid), so valid + invalid == batch by
-construction. The verdict comes from the contract's own Pydantic model (`pipelines.record_checks`),
-run in Spark's Python workers over Arrow batches (`mapInArrow`). A valid value comes back in
-canonical JSON, which Arrow's JSON reader parses against the contract's schema (never inference)
-into the typed `envelope` column, in the same worker: Spark receives typed columns, not text to
-parse again. Valid rows keep the raw value, the parsed contract columns, the envelope metadata and
-the Kafka coordinates ("raw means raw"); invalid records keep their key and value bytes untouched.
+Pure functions, over DataFrames and over the Arrow batches Spark's Python workers see. Every record
+gets exactly one verdict: `error` is null (valid) or a struct(error_class, error_reason) (invalid),
+so valid + invalid == batch by construction. The verdict comes from the contract's own Pydantic
+model (`pipelines.record_checks`), run in the Python workers over Arrow batches (`mapInArrow`). A
+valid value comes back in canonical JSON, which Arrow's JSON reader parses against the contract's
+schema (never inference) into the typed `envelope` column, in the same worker: Spark receives typed
+columns, not text to parse again. Valid rows keep the raw value, the parsed contract columns, the
+envelope metadata and the Kafka coordinates ("raw means raw"); an invalid record becomes a DLQ
+record (`dlq_records`) with its key, value and headers untouched.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import NamedTuple
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as arrow_json
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema, to_arrow_type
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import (
+    ArrayType,
+    BinaryType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 from contracts.registry import DatasetContract
 from contracts.spark_schema import envelope_schema, payload_schema
 from pipelines.record_checks import WRONG_TYPE, record_classifier
 
 DLQ_HEADER_PREFIX = "dlq."
-KAFKA_COLUMNS = ["key", "value", "topic", "partition", "offset", "timestamp", "headers"]
 KAFKA_SOURCE_DDL = (
     "key BINARY, value BINARY, topic STRING, partition INT, offset BIGINT, timestamp TIMESTAMP, "
     "timestampType INT, headers ARRAY<STRUCT<key: STRING, value: BINARY>>"
 )
+# The columns Bronze reads from Spark's Kafka source (`includeHeaders`), with its types.
+KAFKA_SOURCE_SCHEMA = StructType([
+    StructField("key", BinaryType()),
+    StructField("value", BinaryType()),
+    StructField("topic", StringType()),
+    StructField("partition", IntegerType()),
+    StructField("offset", LongType()),
+    StructField("timestamp", TimestampType()),
+    StructField("headers", ArrayType(StructType([StructField("key", StringType()), StructField("value", BinaryType())]))),
+])
+KAFKA_COLUMNS = KAFKA_SOURCE_SCHEMA.fieldNames()
 BRONZE_PARTITION_COLUMNS = ["ingestion_date"]
 ERROR_TYPE = StructType([StructField("error_class", StringType(), True), StructField("error_reason", StringType(), True)])
 UNREADABLE_REASON = "valid for the contract, but not readable into Bronze's Spark schema"
@@ -110,33 +133,21 @@ def classify_arrow_batches(
         yield batch.append_column("envelope", envelope).append_column("error", error)
 
 
+def verdict_schema(contract: DatasetContract) -> StructType:
+    """A judged row: the Kafka source columns, `envelope` (typed, null when invalid), `error` (null when valid)."""
+    return StructType([*KAFKA_SOURCE_SCHEMA.fields, StructField("envelope", envelope_schema(contract), True), StructField("error", ERROR_TYPE, True)])
+
+
 def with_verdict(kafka_df: DataFrame, contract: DatasetContract, max_value_bytes: int) -> DataFrame:
-    """Kafka source rows plus `value_text`, `envelope` (typed) and `error` (null when valid)."""
-    source_df = kafka_df.select(*KAFKA_COLUMNS)
-    envelope_type = envelope_schema(contract)
-    judged_schema = StructType(
-        [*source_df.schema.fields, StructField("envelope", envelope_type, True), StructField("error", ERROR_TYPE, True)]
-    )
+    """Kafka source rows plus `envelope` (typed, null when invalid) and `error` (null when valid)."""
     # Only plain values travel to the workers (the dataset's name, the limit, the Arrow schema);
     # each worker builds its classifier once.
-    dataset, envelope_arrow_schema = contract.name, to_arrow_schema(envelope_type)
+    dataset, envelope_arrow_schema = contract.name, to_arrow_schema(envelope_schema(contract))
 
     def classify(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         return classify_arrow_batches(batches, dataset, max_value_bytes, envelope_arrow_schema)
 
-    judged_df = source_df.mapInArrow(classify, judged_schema)
-    return judged_df.select(*KAFKA_COLUMNS, F.col("value").cast("string").alias("value_text"), "envelope", "error")
-
-
-def without_unused_bytes(verdict_df: DataFrame) -> DataFrame:
-    """Keep each record's value once: the text for a valid record (Bronze's `raw_value`), the bytes
-    for an invalid one (the DLQ's untouched value). A batch is held in memory between its outputs,
-    and a second copy of every value would double most of it."""
-    is_valid = is_valid_record(F.col("error"))
-    return verdict_df.withColumns({
-        "value": F.when(~is_valid, F.col("value")),
-        "value_text": F.when(is_valid, F.col("value_text")),
-    })
+    return kafka_df.select(*KAFKA_COLUMNS).mapInArrow(classify, verdict_schema(contract))
 
 
 def is_valid_record(error: Column) -> Column:
@@ -147,15 +158,11 @@ def filter_valid(verdict_df: DataFrame) -> DataFrame:
     return verdict_df.filter(is_valid_record(F.col("error")))
 
 
-def filter_invalid(verdict_df: DataFrame) -> DataFrame:
-    return verdict_df.filter(~is_valid_record(F.col("error")))
-
-
 def to_bronze_rows(valid_df: DataFrame, contract: DatasetContract, batch_id: int) -> DataFrame:
     """The Bronze table's columns: raw value, contract columns, envelope metadata, Kafka coordinates.
 
     `ingestion_date` is the UTC date of the Kafka timestamp, so a replay of the same offsets lands
-    in the same partition.
+    in the same partition. A valid value is UTF-8 (the verdict checked), so its text is exact.
     """
     payload_columns = [F.col(f"envelope.payload.{name}").alias(name) for name in payload_schema(contract).fieldNames()]
     return valid_df.select(
@@ -166,7 +173,7 @@ def to_bronze_rows(valid_df: DataFrame, contract: DatasetContract, batch_id: int
         F.col("envelope.schema_version").alias("schema_version"),
         F.col("envelope.producer").alias("producer"),
         F.col("key").cast("string").alias("kafka_key"),
-        F.col("value_text").alias("raw_value"),
+        F.col("value").cast("string").alias("raw_value"),
         F.col("topic").alias("kafka_topic"),
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
@@ -177,32 +184,82 @@ def to_bronze_rows(valid_df: DataFrame, contract: DatasetContract, batch_id: int
     )
 
 
-def _header(name: str, value: Column) -> Column:
-    return F.struct(F.lit(DLQ_HEADER_PREFIX + name).alias("key"), value.cast("binary").alias("value"))
+def valid_arrow_rows(judged: pa.RecordBatch) -> pa.RecordBatch:
+    """The rows of a judged Arrow batch whose verdict is valid."""
+    return judged.filter(pc.is_null(judged.column("error")))
+
+
+class DlqRecord(NamedTuple):
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+
+
+def _utc_millis(at: datetime | None) -> str | None:
+    """2026-01-02T03:04:05.678Z: the DLQ headers' time format."""
+    if at is None:
+        return None
+    at = at.astimezone(UTC)
+    return f"{at:%Y-%m-%dT%H:%M:%S}.{at.microsecond // 1000:03d}Z"
+
+
+def dlq_records(judged: pa.RecordBatch, job: str, failed_at: datetime) -> list[DlqRecord]:
+    """DLQ records for the invalid rows of a judged Arrow batch: original key, value bytes and
+    headers untouched, then the reason and the source coordinates as `dlq.*` headers."""
+    invalid = judged.filter(pc.is_valid(judged.column("error")))
+    failed = _utc_millis(failed_at)
+    records = []
+    for row in invalid.select(["key", "value", "topic", "partition", "offset", "timestamp", "headers", "error"]).to_pylist():
+        dlq_headers = {
+            "error.class": row["error"]["error_class"],
+            "error.reason": row["error"]["error_reason"],
+            "source.topic": row["topic"],
+            "source.partition": str(row["partition"]),
+            "source.offset": str(row["offset"]),
+            "source.timestamp": _utc_millis(row["timestamp"]),
+            "failed.at": failed,
+            "job": job,
+        }
+        headers = [(h["key"], h["value"]) for h in row["headers"] or []]
+        headers += [(DLQ_HEADER_PREFIX + name, None if text is None else text.encode()) for name, text in dlq_headers.items()]
+        records.append(DlqRecord(row["key"], row["value"], headers))
+    return records
+
+
+def batch_tally(judged: pa.RecordBatch) -> dict:
+    """What a judged Arrow batch held: rows, invalid rows by error class, and per Kafka partition
+    the first and last offset. Tallies of several batches add up with `merge_tallies`."""
+    classes = judged.column("error").field("error_class")
+    invalid = pc.value_counts(classes.filter(pc.is_valid(classes))).to_pylist()
+    by_partition = pa.table({"partition": judged.column("partition"), "offset": judged.column("offset")}).group_by("partition").aggregate(
+        [("offset", "min"), ("offset", "max")]
+    )
+    return {
+        "rows": judged.num_rows,
+        "invalid": {c["values"]: c["counts"] for c in invalid},
+        "offsets": {
+            str(p): [first, last]
+            for p, first, last in zip(*(by_partition.column(n).to_pylist() for n in ("partition", "offset_min", "offset_max")), strict=True)
+        },
+    }
+
+
+def empty_tally() -> dict:
+    return {"rows": 0, "invalid": {}, "offsets": {}}
+
+
+def merge_tallies(total: dict, more: dict) -> dict:
+    """`total` with `more` added in (in place, and returned)."""
+    total["rows"] += more["rows"]
+    for error_class, n in more["invalid"].items():
+        total["invalid"][error_class] = total["invalid"].get(error_class, 0) + n
+    for partition, (first, last) in more["offsets"].items():
+        known = total["offsets"].get(partition, [first, last])
+        total["offsets"][partition] = [min(known[0], first), max(known[1], last)]
+    return total
 
 
 def dlq_header(name: str) -> Column:
     """The text of DLQ header `dlq.<name>` of a Kafka record read back (null when absent)."""
     named = F.filter("headers", lambda h: h["key"] == DLQ_HEADER_PREFIX + name)
     return F.element_at(named, 1)["value"].cast("string")
-
-
-def to_dlq_records(invalid_df: DataFrame, job: str, failed_at: Column) -> DataFrame:
-    """Kafka records for the DLQ topic: original key and value bytes, original headers, then the
-    reason and source coordinates as `dlq.*` headers."""
-    dlq_headers = F.array(
-        _header("error.class", F.col("error.error_class")),
-        _header("error.reason", F.col("error.error_reason")),
-        _header("source.topic", F.col("topic")),
-        _header("source.partition", F.col("partition").cast("string")),
-        _header("source.offset", F.col("offset").cast("string")),
-        _header("source.timestamp", F.date_format(F.col("timestamp"), "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'")),
-        _header("failed.at", F.date_format(failed_at, "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'")),
-        _header("job", F.lit(job)),
-    )
-    original_headers = F.coalesce(F.col("headers"), F.array().cast("array<struct<key:string,value:binary>>"))
-    return invalid_df.select(
-        F.col("key"),
-        F.col("value"),
-        F.concat(original_headers, dlq_headers).alias("headers"),
-    )

@@ -11,10 +11,12 @@ from pyspark.sql import SparkSession
 
 from conf.settings import Settings, load_settings
 from contracts.registry import get_contract
-from jobs.bronze_stream import start_bronze_query
-from jobs.lakehouse_io import CheckpointMismatchError
+from jobs.bronze_stream import BronzeBatchWriter, create_bronze_table, start_bronze_query
+from jobs.lakehouse_io import CheckpointMismatchError, StoreUnavailableError, delta_txn_version
+from pipelines.bronze import KAFKA_SOURCE_DDL
 from streamlake import synthetic
 from streamlake.topics import apply_topics, declared_topics
+from tests.conftest import free_port
 from tests.bronze_support import DELETE, dlq_headers, envelope_value, produce_raw, read_topic, reconcile
 
 MAX_VALUE_BYTES = 4096
@@ -129,3 +131,28 @@ def test_a_reset_checkpoint_with_the_same_app_id_refuses_to_start(
     checkpoint.rename(tmp_path / "old-checkpoint")  # an operator "resets" the checkpoint
     with pytest.raises(CheckpointMismatchError, match=r"A reset checkpoint needs a new app id"):
         start_bronze_query(spark, bronze_settings, "orders", available_now=True)
+
+
+def test_a_batch_whose_dlq_records_are_not_acknowledged_commits_nothing(spark: SparkSession, bronze_settings: Settings) -> None:
+    settings = bronze_settings.model_copy(update={"bronze": bronze_settings.bronze.model_copy(update={"write_attempts": 2})})
+    writer = BronzeBatchWriter(settings, ORDERS)
+    # Nothing listens on the DLQ producer's port: its records are never acknowledged.
+    writer.dlq = writer.dlq._replace(
+        producer_config={**writer.dlq.producer_config, "bootstrap.servers": f"127.0.0.1:{free_port()}", "delivery.timeout.ms": 1500}
+    )
+    create_bronze_table(spark, ORDERS, writer.table)
+    key, value = envelope_value(ORDERS, next(synthetic.orders(1, seed=3)))
+    batch_df = spark.createDataFrame(
+        [(key, value, ORDERS.raw_topic, 0, 0, None, 0, []), (b"O-X", b"nope", ORDERS.raw_topic, 0, 1, None, 0, [])],
+        KAFKA_SOURCE_DDL,
+    )
+
+    with pytest.raises(StoreUnavailableError) as failure:
+        writer(batch_df, 0)
+
+    assert str(failure.value).startswith(
+        f"Bronze Delta write to {writer.table} (with its DLQ records to {ORDERS.dlq_topic}) failed 2 times, giving up: "
+    )
+    assert f"jobs.bronze_dlq.DlqNotAcknowledgedError: 1 of 1 DLQ records to {ORDERS.dlq_topic} not acknowledged (" in str(failure.value)
+    assert delta_txn_version(spark, writer.table, writer.app_id) is None  # the valid row was not committed either
+    assert spark.read.format("delta").load(writer.table).count() == 0

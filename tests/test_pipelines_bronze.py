@@ -1,4 +1,5 @@
-"""Bronze's pure transformations on tiny inline frames: the verdict column and the Bronze row."""
+"""Bronze's pure transformations on tiny inline frames and Arrow batches: the verdict column, the
+Bronze row, the DLQ records and the batch tally."""
 
 from __future__ import annotations
 
@@ -15,11 +16,18 @@ from contracts.registry import get_contract
 from contracts.spark_schema import envelope_schema
 from pipelines.bronze import (
     KAFKA_SOURCE_DDL,
+    KAFKA_SOURCE_SCHEMA,
     UNREADABLE_REASON,
+    DlqRecord,
+    batch_tally,
     classify_arrow_batches,
+    dlq_records,
+    empty_tally,
     filter_valid,
+    merge_tallies,
     to_bronze_rows,
     typed_envelopes,
+    valid_arrow_rows,
     with_verdict,
 )
 from tests.test_pipelines_record_checks import ORDER, changed
@@ -139,3 +147,61 @@ def test_a_valid_record_bronze_cannot_type_goes_out_as_wrong_type() -> None:
     ]
     assert judged.column("envelope").to_pylist()[0]["payload"]["amount"] == Decimal("1.50")
     assert judged.column("envelope").to_pylist()[1] is None
+
+
+def judged_arrow_batch(values: list[bytes | None], partitions: list[int], headers=HEADERS) -> pa.RecordBatch:
+    """Kafka rows as Spark hands them to a Python worker, judged against the orders contract."""
+    source = pa.RecordBatch.from_pydict(
+        {
+            "key": [b"O-%d" % i for i in range(len(values))],
+            "value": values,
+            "topic": [ORDERS.raw_topic] * len(values),
+            "partition": partitions,
+            "offset": [100 + i for i in range(len(values))],
+            "timestamp": [datetime(2026, 1, 2, 3, 4, 5, 678_901, tzinfo=UTC)] * len(values),
+            "headers": [[{"key": k, "value": v} for k, v in headers]] * len(values),
+        },
+        schema=to_arrow_schema(KAFKA_SOURCE_SCHEMA),
+    )
+    (judged,) = classify_arrow_batches(iter([source]), ORDERS.name, 4096, to_arrow_schema(envelope_schema(ORDERS)))
+    return judged
+
+
+def test_an_invalid_row_becomes_a_dlq_record_with_its_bytes_and_headers_untouched() -> None:
+    judged = judged_arrow_batch([changed(), b"\xff{", changed()], [0, 1, 0], headers=[("trace", b"t-1"), ("empty", None)])
+
+    records = dlq_records(judged, "bronze_stream/orders app_id=a", datetime(2026, 3, 4, 5, 6, 7, 891_000, tzinfo=UTC))
+
+    assert records == [
+        DlqRecord(b"O-1", b"\xff{", [
+            ("trace", b"t-1"),
+            ("empty", None),
+            ("dlq.error.class", b"not_utf8"),
+            ("dlq.error.reason", b"value is not valid UTF-8 (byte 0)"),
+            ("dlq.source.topic", ORDERS.raw_topic.encode()),
+            ("dlq.source.partition", b"1"),
+            ("dlq.source.offset", b"101"),
+            ("dlq.source.timestamp", b"2026-01-02T03:04:05.678Z"),
+            ("dlq.failed.at", b"2026-03-04T05:06:07.891Z"),
+            ("dlq.job", b"bronze_stream/orders app_id=a"),
+        ]),
+    ]
+    assert valid_arrow_rows(judged).column("offset").to_pylist() == [100, 102]
+
+
+def test_a_batch_tally_counts_rows_reasons_and_offset_ranges() -> None:
+    judged = judged_arrow_batch([changed(), b"nope", None, changed(), changed(payload__status="lost")], [0, 0, 1, 1, 2])
+
+    tally = batch_tally(judged)
+
+    assert tally == {
+        "rows": 5,
+        "invalid": {"malformed_json": 2, "out_of_contract": 1},
+        "offsets": {"0": [100, 101], "1": [102, 103], "2": [104, 104]},
+    }
+    more = {"rows": 2, "invalid": {"malformed_json": 1, "not_utf8": 1}, "offsets": {"0": [90, 99], "3": [7, 8]}}
+    assert merge_tallies(merge_tallies(empty_tally(), tally), more) == {
+        "rows": 7,
+        "invalid": {"malformed_json": 3, "out_of_contract": 1, "not_utf8": 1},
+        "offsets": {"0": [90, 101], "1": [102, 103], "2": [104, 104], "3": [7, 8]},
+    }
