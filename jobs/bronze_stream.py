@@ -92,7 +92,7 @@ class BronzeBatchWriter:
             extra={
                 **context,
                 "topic": self.contract.raw_topic,
-                "offsets": counts["offsets"],
+                "offsets": dict(sorted(counts["offsets"].items(), key=lambda item: int(item[0]))),
                 "rows": counts["rows"],
                 "valid": counts["rows"] - invalid,
                 "invalid": invalid,

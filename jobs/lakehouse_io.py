@@ -47,22 +47,6 @@ def read_kafka_batch(
     )
 
 
-def write_kafka_batch(df: DataFrame, settings: Settings, topic: str) -> None:
-    """Write (key, value, headers) rows to a topic; returns only when every record is acknowledged.
-
-    Spark's Kafka writer flushes its producer at the end of each task and fails the task on any
-    delivery error, so a returned call means every record is stored (acks=all, idempotent).
-    """
-    (
-        df.write.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka.bootstrap)
-        .option("kafka.enable.idempotence", "true")
-        .option("kafka.acks", "all")
-        .option("topic", topic)
-        .save()
-    )
-
-
 def overwrite_delta(df: DataFrame, path: str, partition_by: list[str] | None = None) -> None:
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     if partition_by:

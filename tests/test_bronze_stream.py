@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -110,15 +112,30 @@ def test_valid_rows_land_in_bronze_and_each_poison_kind_in_the_dlq(spark: SparkS
         assert headers["dlq.failed.at"].endswith("Z"), name
 
 
-def test_every_offset_is_in_bronze_or_the_dlq_exactly_once(spark: SparkSession, bronze_settings: Settings) -> None:
+def test_every_offset_is_in_bronze_or_the_dlq_exactly_once(
+    spark: SparkSession, bronze_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     events = list(synthetic.orders(20, seed=5))
     records = [envelope_value(ORDERS, e) for e in events] + [(b"O-X", b"nope")]
     produce_raw(bronze_settings, ORDERS.raw_topic, records)
-    run_available_now(spark, bronze_settings, "orders")
-    run_available_now(spark, bronze_settings, "orders")  # a restart finds nothing new to do
+    with caplog.at_level(logging.INFO, logger="streamlake.bronze"):
+        run_available_now(spark, bronze_settings, "orders")
+        run_available_now(spark, bronze_settings, "orders")  # a restart finds nothing new to do
     result = reconcile(spark, bronze_settings, ORDERS)
     assert (result["missing"], result["bronze_duplicates"], result["in_both"]) == (set(), {}, set())
     assert result["in_bronze"] | result["in_dlq"] == result["expected"]
+
+    # The batch logs count what the tasks judged: every offset once, each invalid one by its class.
+    batches = [r for r in caplog.records if r.getMessage() == "bronze batch committed"]
+    dlq_classes = {(int(h["dlq.source.partition"]), int(h["dlq.source.offset"])): h["dlq.error.class"]
+                   for h in map(dlq_headers, read_topic(bronze_settings, ORDERS.dlq_topic))}
+    assert sum(b.rows for b in batches) == len(result["expected"])
+    assert sum(b.valid for b in batches) == len(result["in_bronze"])
+    assert sum((Counter(b.dlq_reasons) for b in batches), Counter()) == Counter(dlq_classes.values())
+    first_and_last = {str(p): [min(o for q, o in result["expected"] if q == p), max(o for q, o in result["expected"] if q == p)]
+                      for p in {p for p, _ in result["expected"]}}
+    assert {p: [min(b.offsets[p][0] for b in batches if p in b.offsets), max(b.offsets[p][1] for b in batches if p in b.offsets)]
+            for p in first_and_last} == first_and_last
 
 
 def test_a_reset_checkpoint_with_the_same_app_id_refuses_to_start(
