@@ -1,7 +1,8 @@
 """Bronze: classify each Kafka record valid or invalid (with a reason), and shape both outputs.
 
 Pure functions, over DataFrames and over the Arrow batches Spark's Python workers see. Every record
-gets exactly one verdict: `error` is null (valid) or a struct(error_class, error_reason) (invalid),
+gets exactly one verdict: `error` is null (valid) or a struct(error_class, error_reason,
+error_stack_trace) (invalid; a stack trace only when judging the record raised),
 so valid + invalid == batch by construction. The verdict comes from the contract's own Pydantic
 model (`pipelines.record_checks`), run in the Python workers over Arrow batches (`mapInArrow`). A
 valid value comes back in canonical JSON, which Arrow's JSON reader parses against the contract's
@@ -37,7 +38,7 @@ from pyspark.sql.types import (
 
 from contracts.registry import DatasetContract
 from contracts.spark_schema import envelope_schema, payload_schema
-from pipelines.record_checks import WRONG_TYPE, record_classifier
+from pipelines.record_checks import WRONG_TYPE, judged_safely, record_classifier
 
 DLQ_HEADER_PREFIX = "dlq."
 KAFKA_SOURCE_DDL = (
@@ -56,7 +57,11 @@ KAFKA_SOURCE_SCHEMA = StructType([
 ])
 KAFKA_COLUMNS = KAFKA_SOURCE_SCHEMA.fieldNames()
 BRONZE_PARTITION_COLUMNS = ["ingestion_date"]
-ERROR_TYPE = StructType([StructField("error_class", StringType(), True), StructField("error_reason", StringType(), True)])
+ERROR_TYPE = StructType([
+    StructField("error_class", StringType(), True),
+    StructField("error_reason", StringType(), True),
+    StructField("error_stack_trace", StringType(), True),
+])
 UNREADABLE_REASON = "valid for the contract, but not readable into Bronze's Spark schema"
 # Arrow's JSON reader works in blocks that must each hold whole records; a block holds many.
 _JSON_BLOCK_BYTES = 8 << 20
@@ -119,14 +124,15 @@ def classify_arrow_batches(
     classify = record_classifier(dataset, max_value_bytes)
     error_fields = list(to_arrow_type(ERROR_TYPE))
     for batch in batches:
-        verdicts = [classify(value) for value in batch.column("value").to_pylist()]
+        verdicts = [judged_safely(classify, value) for value in batch.column("value").to_pylist()]
         envelope, unreadable = typed_envelopes([v.canonical_value for v in verdicts], envelope_arrow_schema)
         error_classes = [v.error_class for v in verdicts]
         error_reasons = [v.error_reason for v in verdicts]
         for i, detail in unreadable.items():
             error_classes[i], error_reasons[i] = WRONG_TYPE, f"{UNREADABLE_REASON} ({detail})"
         error = pa.StructArray.from_arrays(
-            [pa.array(error_classes, pa.string()), pa.array(error_reasons, pa.string())],
+            [pa.array(error_classes, pa.string()), pa.array(error_reasons, pa.string()),
+             pa.array([v.stack_trace for v in verdicts], pa.string())],
             fields=error_fields,
             mask=pa.array([error_class is None for error_class in error_classes]),
         )
@@ -205,7 +211,8 @@ def _utc_millis(at: datetime | None) -> str | None:
 
 def dlq_records(judged: pa.RecordBatch, job: str, failed_at: datetime) -> list[DlqRecord]:
     """DLQ records for the invalid rows of a judged Arrow batch: original key, value bytes and
-    headers untouched, then the reason and the source coordinates as `dlq.*` headers."""
+    headers untouched, then the reason and the source coordinates as `dlq.*` headers (and the
+    stack trace, last, when judging the record raised)."""
     invalid = judged.filter(pc.is_valid(judged.column("error")))
     failed = _utc_millis(failed_at)
     records = []
@@ -220,6 +227,8 @@ def dlq_records(judged: pa.RecordBatch, job: str, failed_at: datetime) -> list[D
             "failed.at": failed,
             "job": job,
         }
+        if row["error"]["error_stack_trace"] is not None:
+            dlq_headers["error.stack_trace"] = row["error"]["error_stack_trace"]
         headers = [(h["key"], h["value"]) for h in row["headers"] or []]
         headers += [(DLQ_HEADER_PREFIX + name, None if text is None else text.encode()) for name, text in dlq_headers.items()]
         records.append(DlqRecord(row["key"], row["value"], headers))

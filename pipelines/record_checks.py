@@ -13,6 +13,8 @@ the network or the environment.
 from __future__ import annotations
 
 import json
+import traceback
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -29,6 +31,7 @@ MISSING_FIELD = "missing_field"
 WRONG_TYPE = "wrong_type"
 UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
 OUT_OF_CONTRACT = "out_of_contract"
+CLASSIFIER_ERROR = "classifier_error"
 
 # Pydantic error types that mean "the right type, but a value the contract does not allow";
 # every other error type means the value is not of the field's type at all.
@@ -40,12 +43,15 @@ _CONTRACT_RULE_ERRORS = frozenset({
     "extra_forbidden", "uuid_version",
 })
 _SHOWN_INPUT_CHARS = 80
+_SHOWN_ERROR_CHARS = 300
+_STACK_TRACE_CHARS = 2000
 
 
 class Verdict(NamedTuple):
     error_class: str | None  # None: valid
     error_reason: str | None
     canonical_value: str | None  # valid records only: the envelope as its model serializes it
+    stack_trace: str | None = None  # only when judging the record raised (CLASSIFIER_ERROR)
 
 
 class RecordClassifier:
@@ -118,6 +124,25 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
 def _shown(value: Any) -> str:
     text = json.dumps(value)
     return text if len(text) <= _SHOWN_INPUT_CHARS else text[: _SHOWN_INPUT_CHARS - 3] + "..."
+
+
+def judged_safely(classify: Callable[[bytes | None], Verdict], value: bytes | None) -> Verdict:
+    """`classify(value)`; should judging one record raise, a verdict that says so instead.
+
+    Every known way a record can be bad has its own class above; an exception here means a value
+    nobody foresaw (or a bug in the judge). That record goes to the DLQ, with the exception and its
+    stack trace (the end of it, where the failing frame is), and the rest of the batch goes on: one
+    record must never stop healthy data.
+    """
+    try:
+        return classify(value)
+    except Exception as exc:  # noqa: BLE001 - whatever it is, it is this record's, not the batch's
+        message = str(exc) if len(str(exc)) <= _SHOWN_ERROR_CHARS else str(exc)[: _SHOWN_ERROR_CHARS - 3] + "..."
+        error = f"{type(exc).__name__}: {message}"
+        trace = f"Traceback (most recent call last):\n{''.join(traceback.format_tb(exc.__traceback__))}{error}"
+        if len(trace) > _STACK_TRACE_CHARS:
+            trace = "..." + trace[-_STACK_TRACE_CHARS:]
+        return Verdict(CLASSIFIER_ERROR, f"the record could not be judged: {error}", None, trace)
 
 
 @lru_cache(maxsize=16)

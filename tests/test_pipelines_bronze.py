@@ -14,6 +14,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from contracts.registry import get_contract
 from contracts.spark_schema import envelope_schema
+from pipelines import bronze
 from pipelines.bronze import (
     KAFKA_SOURCE_DDL,
     KAFKA_SOURCE_SCHEMA,
@@ -30,6 +31,7 @@ from pipelines.bronze import (
     valid_arrow_rows,
     with_verdict,
 )
+from pipelines.record_checks import judged_safely
 from tests.test_pipelines_record_checks import ORDER, changed
 
 ORDERS = get_contract("orders")
@@ -52,13 +54,13 @@ def test_every_record_gets_one_verdict_with_its_reason(spark: SparkSession) -> N
     expected_df = spark.createDataFrame(
         [
             (0, None),
-            (1, ("malformed_json", "value is not valid JSON (EOF while parsing a value at line 1 column 13)")),
-            (2, ("malformed_json", "value is empty (null)")),
+            (1, ("malformed_json", "value is not valid JSON (EOF while parsing a value at line 1 column 13)", None)),
+            (2, ("malformed_json", "value is empty (null)", None)),
             (3, ("out_of_contract", "payload.status: Input should be 'created', 'paid', 'shipped', 'delivered', "
-                                    "'cancelled' or 'failed' (got \"lost\")")),
+                                    "'cancelled' or 'failed' (got \"lost\")", None)),
             (4, None),
         ],
-        "offset BIGINT, error STRUCT<error_class: STRING, error_reason: STRING>",
+        "offset BIGINT, error STRUCT<error_class: STRING, error_reason: STRING, error_stack_trace: STRING>",
     )
     assert_df_equality(verdict_df, expected_df, ignore_nullable=True, ignore_row_order=True)
 
@@ -143,7 +145,8 @@ def test_a_valid_record_bronze_cannot_type_goes_out_as_wrong_type() -> None:
     assert judged.column("error").to_pylist() == [
         None,
         {"error_class": "wrong_type",
-         "error_reason": f"{UNREADABLE_REASON} (Failed to convert JSON to decimal128(3, 2): 123.45 requires precision 5)"},
+         "error_reason": f"{UNREADABLE_REASON} (Failed to convert JSON to decimal128(3, 2): 123.45 requires precision 5)",
+         "error_stack_trace": None},
     ]
     assert judged.column("envelope").to_pylist()[0]["payload"]["amount"] == Decimal("1.50")
     assert judged.column("envelope").to_pylist()[1] is None
@@ -187,6 +190,49 @@ def test_an_invalid_row_becomes_a_dlq_record_with_its_bytes_and_headers_untouche
         ]),
     ]
     assert valid_arrow_rows(judged).column("offset").to_pylist() == [100, 102]
+
+
+def test_a_record_the_classifier_fails_on_goes_to_the_dlq_with_its_stack_trace(monkeypatch) -> None:
+    # A value nobody foresaw, standing in for a bug in the judge: the classifier raises on it.
+    real_classifier = bronze.record_classifier
+
+    def classifier_failing_on_boom(dataset: str, max_value_bytes: int):
+        classify = real_classifier(dataset, max_value_bytes)
+        return lambda value: 1 / 0 if value == b"boom" else classify(value)
+
+    monkeypatch.setattr(bronze, "record_classifier", classifier_failing_on_boom)
+
+    judged = judged_arrow_batch([changed(), b"boom", changed()], [0, 0, 0])
+
+    assert valid_arrow_rows(judged).column("offset").to_pylist() == [100, 102]  # the batch goes on
+    (record,) = dlq_records(judged, "job", datetime(2026, 3, 4, tzinfo=UTC))
+    headers = dict(record.headers[1:])
+    assert (record.key, record.value) == (b"O-1", b"boom")
+    assert (headers["dlq.error.class"], headers["dlq.error.reason"]) == (
+        b"classifier_error", b"the record could not be judged: ZeroDivisionError: division by zero"
+    )
+    trace = headers["dlq.error.stack_trace"].decode()
+    assert trace.startswith("Traceback (most recent call last):\n")
+    assert 'in <lambda>\n    return lambda value: 1 / 0 if value == b"boom" else classify(value)\n' in trace
+    assert trace.endswith("\nZeroDivisionError: division by zero")
+    assert record.headers[-1][0] == "dlq.error.stack_trace"
+
+
+def test_a_long_error_is_cut_short_keeping_the_end_of_its_stack_trace() -> None:
+    def ping(n: int):
+        return pong(n - 1)
+
+    def pong(n: int):
+        if n <= 0:
+            raise ValueError("x" * 5000)
+        return ping(n - 1)
+
+    verdict = judged_safely(lambda value: ping(40), b"x")
+
+    error = "ValueError: " + "x" * 297 + "..."
+    assert (verdict.error_class, verdict.error_reason) == ("classifier_error", f"the record could not be judged: {error}")
+    assert len(verdict.stack_trace) == 2003 and verdict.stack_trace.startswith("...")
+    assert verdict.stack_trace.endswith(f'in pong\n    raise ValueError("x" * 5000)\n{error}')
 
 
 def test_a_batch_tally_counts_rows_reasons_and_offset_ranges() -> None:
