@@ -23,21 +23,9 @@ import pyarrow as pa
 from confluent_kafka import KafkaException, Producer
 from pyspark import Accumulator, AccumulatorParam
 from pyspark.sql import DataFrame
-from pyspark.sql.pandas.types import to_arrow_schema
 
 from contracts.registry import DatasetContract
-from contracts.spark_schema import envelope_schema
-from pipelines.bronze import (
-    KAFKA_COLUMNS,
-    DlqRecord,
-    batch_tally,
-    classify_arrow_batches,
-    dlq_records,
-    empty_tally,
-    merge_tallies,
-    valid_arrow_rows,
-    verdict_schema,
-)
+from pipelines.bronze import DlqRecord, batch_tally, dlq_records, empty_tally, merge_tallies, valid_arrow_rows, with_verdict
 
 
 class DlqNotAcknowledgedError(RuntimeError):
@@ -67,15 +55,18 @@ class TallyParam(AccumulatorParam):
 _producers: dict[str, Producer] = {}
 
 
+def _cache_key(config: dict[str, Any]) -> str:
+    return repr(sorted(config.items()))
+
+
 def _producer(config: dict[str, Any]) -> Producer:
-    cache_key = repr(sorted(config.items()))
-    if cache_key not in _producers:
-        _producers[cache_key] = Producer(config)
-    return _producers[cache_key]
+    if _cache_key(config) not in _producers:
+        _producers[_cache_key(config)] = Producer(config)
+    return _producers[_cache_key(config)]
 
 
 def _discard_producer(config: dict[str, Any]) -> None:
-    producer = _producers.pop(repr(sorted(config.items())), None)
+    producer = _producers.pop(_cache_key(config), None)
     if producer is not None:
         producer.purge()  # what was not acknowledged must not arrive after the task has failed
 
@@ -119,19 +110,12 @@ def _confirm(producer: Producer, target: DlqTarget, deliveries: _Deliveries) -> 
         )
 
 
-def judge_and_divert(
-    batches: Iterator[pa.RecordBatch],
-    dataset: str,
-    max_value_bytes: int,
-    envelope_arrow_schema: pa.Schema,
-    target: DlqTarget,
-    tally: Accumulator,
-) -> Iterator[pa.RecordBatch]:
-    """One task: Kafka rows in; invalid ones sent to the DLQ; valid ones (with `envelope`) out."""
+def divert_invalid(judged_batches: Iterator[pa.RecordBatch], target: DlqTarget, tally: Accumulator) -> Iterator[pa.RecordBatch]:
+    """One task's judged batches in; the invalid rows sent to the DLQ; the valid ones out."""
     producer = _producer(target.producer_config)
     deliveries = _Deliveries()
     task_tally = empty_tally()
-    for judged in classify_arrow_batches(batches, dataset, max_value_bytes, envelope_arrow_schema):
+    for judged in judged_batches:
         invalid = dlq_records(judged, target.job, datetime.now(UTC))
         valid = valid_arrow_rows(judged)
         if len(invalid) + valid.num_rows != judged.num_rows:  # every record has exactly one verdict
@@ -148,9 +132,4 @@ def valid_rows_after_dlq(
 ) -> DataFrame:
     """The batch's valid rows (as `pipelines.bronze.with_verdict` shapes them); computing them sends
     the invalid ones to the DLQ and adds the batch's tally to `tally`."""
-    dataset, envelope_arrow_schema = contract.name, to_arrow_schema(envelope_schema(contract))
-
-    def judge(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        return judge_and_divert(batches, dataset, max_value_bytes, envelope_arrow_schema, target, tally)
-
-    return kafka_df.select(*KAFKA_COLUMNS).mapInArrow(judge, verdict_schema(contract))
+    return with_verdict(kafka_df, contract, max_value_bytes, then=lambda judged: divert_invalid(judged, target, tally))

@@ -40,7 +40,7 @@ from jobs.lakehouse_io import (
 from jobs.spark_session import build_spark_session
 from pipelines.bronze import (
     BRONZE_PARTITION_COLUMNS,
-    KAFKA_SOURCE_DDL,
+    KAFKA_SOURCE_SCHEMA,
     bronze_stats_columns,
     empty_tally,
     to_bronze_rows,
@@ -138,7 +138,7 @@ class ProgressLogger(StreamingQueryListener):
 
 def create_bronze_table(spark: SparkSession, contract: DatasetContract, table: str) -> None:
     """The Bronze table, created up front from the pipeline's own output schema."""
-    empty_df = spark.createDataFrame([], KAFKA_SOURCE_DDL).transform(with_verdict, contract, 1)
+    empty_df = spark.createDataFrame([], KAFKA_SOURCE_SCHEMA).transform(with_verdict, contract, 1)
     schema = to_bronze_rows(empty_df, contract, 0).schema
     properties = {"delta.dataSkippingStatsColumns": ",".join(bronze_stats_columns(contract)), "delta.appendOnly": "true"}
     ensure_delta_table(spark, table, schema, BRONZE_PARTITION_COLUMNS, properties)

@@ -15,7 +15,7 @@ record (`dlq_records`) with its key, value and headers untouched.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -41,11 +41,7 @@ from contracts.spark_schema import envelope_schema, payload_schema
 from pipelines.record_checks import WRONG_TYPE, judged_safely, record_classifier
 
 DLQ_HEADER_PREFIX = "dlq."
-KAFKA_SOURCE_DDL = (
-    "key BINARY, value BINARY, topic STRING, partition INT, offset BIGINT, timestamp TIMESTAMP, "
-    "timestampType INT, headers ARRAY<STRUCT<key: STRING, value: BINARY>>"
-)
-# The columns Bronze reads from Spark's Kafka source (`includeHeaders`), with its types.
+# Spark's Kafka source schema (`includeHeaders`); the columns Bronze reads are all but timestampType.
 KAFKA_SOURCE_SCHEMA = StructType([
     StructField("key", BinaryType()),
     StructField("value", BinaryType()),
@@ -53,9 +49,10 @@ KAFKA_SOURCE_SCHEMA = StructType([
     StructField("partition", IntegerType()),
     StructField("offset", LongType()),
     StructField("timestamp", TimestampType()),
+    StructField("timestampType", IntegerType()),
     StructField("headers", ArrayType(StructType([StructField("key", StringType()), StructField("value", BinaryType())]))),
 ])
-KAFKA_COLUMNS = KAFKA_SOURCE_SCHEMA.fieldNames()
+KAFKA_COLUMNS = [name for name in KAFKA_SOURCE_SCHEMA.fieldNames() if name != "timestampType"]
 BRONZE_PARTITION_COLUMNS = ["ingestion_date"]
 ERROR_TYPE = StructType([
     StructField("error_class", StringType(), True),
@@ -139,29 +136,32 @@ def classify_arrow_batches(
         yield batch.append_column("envelope", envelope).append_column("error", error)
 
 
-def verdict_schema(contract: DatasetContract) -> StructType:
-    """A judged row: the Kafka source columns, `envelope` (typed, null when invalid), `error` (null when valid)."""
-    return StructType([*KAFKA_SOURCE_SCHEMA.fields, StructField("envelope", envelope_schema(contract), True), StructField("error", ERROR_TYPE, True)])
+def with_verdict(
+    kafka_df: DataFrame,
+    contract: DatasetContract,
+    max_value_bytes: int,
+    then: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]] | None = None,
+) -> DataFrame:
+    """Kafka source rows plus `envelope` (typed, null when invalid) and `error` (null when valid).
 
-
-def with_verdict(kafka_df: DataFrame, contract: DatasetContract, max_value_bytes: int) -> DataFrame:
-    """Kafka source rows plus `envelope` (typed, null when invalid) and `error` (null when valid)."""
-    # Only plain values travel to the workers (the dataset's name, the limit, the Arrow schema);
-    # each worker builds its classifier once.
-    dataset, envelope_arrow_schema = contract.name, to_arrow_schema(envelope_schema(contract))
+    `then`, when given, runs in the same Python workers over the judged Arrow batches and returns
+    the rows Spark gets (same schema), e.g. only the valid ones (`valid_arrow_rows`).
+    """
+    # Only plain values travel to the workers (the dataset's name, the limit, the Arrow schema, and
+    # whatever `then` holds); each worker builds its classifier once.
+    dataset, envelope_type = contract.name, envelope_schema(contract)
+    envelope_arrow_schema = to_arrow_schema(envelope_type)
 
     def classify(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        return classify_arrow_batches(batches, dataset, max_value_bytes, envelope_arrow_schema)
+        judged = classify_arrow_batches(batches, dataset, max_value_bytes, envelope_arrow_schema)
+        return judged if then is None else then(judged)
 
-    return kafka_df.select(*KAFKA_COLUMNS).mapInArrow(classify, verdict_schema(contract))
-
-
-def is_valid_record(error: Column) -> Column:
-    return error.isNull()
-
-
-def filter_valid(verdict_df: DataFrame) -> DataFrame:
-    return verdict_df.filter(is_valid_record(F.col("error")))
+    verdict_schema = StructType([
+        *(KAFKA_SOURCE_SCHEMA[name] for name in KAFKA_COLUMNS),
+        StructField("envelope", envelope_type, True),
+        StructField("error", ERROR_TYPE, True),
+    ])
+    return kafka_df.select(*KAFKA_COLUMNS).mapInArrow(classify, verdict_schema)
 
 
 def to_bronze_rows(valid_df: DataFrame, contract: DatasetContract, batch_id: int) -> DataFrame:

@@ -15,7 +15,7 @@ from conf.settings import Settings, load_settings
 from contracts.registry import get_contract
 from jobs.bronze_stream import BronzeBatchWriter, create_bronze_table, start_bronze_query
 from jobs.lakehouse_io import CheckpointMismatchError, StoreUnavailableError, delta_txn_version
-from pipelines.bronze import KAFKA_SOURCE_DDL
+from pipelines.bronze import KAFKA_SOURCE_SCHEMA
 from streamlake import synthetic
 from streamlake.topics import apply_topics, declared_topics
 from tests.conftest import free_port
@@ -161,7 +161,7 @@ def test_a_batch_whose_dlq_records_are_not_acknowledged_commits_nothing(spark: S
     key, value = envelope_value(ORDERS, next(synthetic.orders(1, seed=3)))
     batch_df = spark.createDataFrame(
         [(key, value, ORDERS.raw_topic, 0, 0, None, 0, []), (b"O-X", b"nope", ORDERS.raw_topic, 0, 1, None, 0, [])],
-        KAFKA_SOURCE_DDL,
+        KAFKA_SOURCE_SCHEMA,
     )
 
     with pytest.raises(StoreUnavailableError) as failure:

@@ -11,12 +11,13 @@ import pyarrow as pa
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.types import StructType
 
 from contracts.registry import get_contract
 from contracts.spark_schema import envelope_schema
 from pipelines import bronze
 from pipelines.bronze import (
-    KAFKA_SOURCE_DDL,
+    KAFKA_COLUMNS,
     KAFKA_SOURCE_SCHEMA,
     UNREADABLE_REASON,
     DlqRecord,
@@ -24,7 +25,6 @@ from pipelines.bronze import (
     classify_arrow_batches,
     dlq_records,
     empty_tally,
-    filter_valid,
     merge_tallies,
     to_bronze_rows,
     typed_envelopes,
@@ -42,7 +42,7 @@ HEADERS = [("streamlake.producer", b"tests")]
 def kafka_rows(spark: SparkSession, values: list[bytes | None]):
     return spark.createDataFrame(
         [(b"O-1", value, ORDERS.raw_topic, 0, offset, AT, 0, HEADERS) for offset, value in enumerate(values)],
-        KAFKA_SOURCE_DDL,
+        KAFKA_SOURCE_SCHEMA,
     )
 
 
@@ -69,7 +69,10 @@ def test_a_valid_record_becomes_one_typed_bronze_row_with_its_raw_value(spark: S
     raw = changed()
     kafka_df = kafka_rows(spark, [raw, b"not json"])
 
-    bronze_df = kafka_df.transform(with_verdict, ORDERS, 4096).transform(filter_valid).transform(to_bronze_rows, ORDERS, 7)
+    # As the job does it: the valid rows are filtered in the workers, right after the verdict.
+    bronze_df = kafka_df.transform(with_verdict, ORDERS, 4096, lambda judged: map(valid_arrow_rows, judged)).transform(
+        to_bronze_rows, ORDERS, 7
+    )
 
     (row,) = bronze_df.collect()
     assert row.asDict() == {
@@ -164,7 +167,7 @@ def judged_arrow_batch(values: list[bytes | None], partitions: list[int], header
             "timestamp": [datetime(2026, 1, 2, 3, 4, 5, 678_901, tzinfo=UTC)] * len(values),
             "headers": [[{"key": k, "value": v} for k, v in headers]] * len(values),
         },
-        schema=to_arrow_schema(KAFKA_SOURCE_SCHEMA),
+        schema=to_arrow_schema(StructType([KAFKA_SOURCE_SCHEMA[name] for name in KAFKA_COLUMNS])),
     )
     (judged,) = classify_arrow_batches(iter([source]), ORDERS.name, 4096, to_arrow_schema(envelope_schema(ORDERS)))
     return judged

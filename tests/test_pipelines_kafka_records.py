@@ -9,10 +9,10 @@ from pyspark.sql import SparkSession
 
 from contracts.registry import get_contract
 from contracts.spark_schema import envelope_schema
-from pipelines.bronze import KAFKA_SOURCE_DDL
+from pipelines.bronze import KAFKA_SOURCE_SCHEMA
 from pipelines.kafka_records import select_envelope_columns, with_decoded_record, with_parsed_envelope
 
-KAFKA_SCHEMA = KAFKA_SOURCE_DDL
+KAFKA_SCHEMA = KAFKA_SOURCE_SCHEMA
 AT = datetime(2026, 1, 1, 12, 0)
 VALUE = (
     '{"ingestion_id":"i-1","received_at":"2026-01-01T12:00:00Z","dataset":"user_events","schema_version":"v1",'
