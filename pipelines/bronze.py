@@ -71,20 +71,19 @@ def bronze_stats_columns(contract: DatasetContract) -> list[str]:
     return ["kafka_partition", "kafka_offset", "kafka_timestamp", "event_timestamp", "received_at", contract.business_key]
 
 
-def _read_json_lines(values: list[str], schema: pa.Schema) -> pa.StructArray:
-    encoded = [v.encode() for v in values]
-    if not encoded:
+def _read_json_lines(values: list[bytes], schema: pa.Schema) -> pa.StructArray:
+    if not values:
         return pa.array([], pa.struct(list(schema)))
-    data = b"\n".join(encoded)  # JSON text never holds a raw newline: one record per line
+    data = b"\n".join(values)  # JSON text never holds a raw newline: one record per line
     table = arrow_json.read_json(
         io.BytesIO(data),
-        read_options=arrow_json.ReadOptions(use_threads=False, block_size=max(_JSON_BLOCK_BYTES, max(map(len, encoded)) + 1)),
+        read_options=arrow_json.ReadOptions(use_threads=False, block_size=max(_JSON_BLOCK_BYTES, max(map(len, values)) + 1)),
         parse_options=arrow_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
     )
     return table.to_struct_array().combine_chunks()
 
 
-def typed_envelopes(canonical_values: list[str | None], schema: pa.Schema) -> tuple[pa.StructArray, dict[int, str]]:
+def typed_envelopes(canonical_values: list[bytes | None], schema: pa.Schema) -> tuple[pa.StructArray, dict[int, str]]:
     """Canonical JSON values read into one struct array of `schema`, null where a value is None.
 
     Also returns, by position, the values Arrow could not read, with its reason. Pydantic's canonical

@@ -50,7 +50,7 @@ _STACK_TRACE_CHARS = 2000
 class Verdict(NamedTuple):
     error_class: str | None  # None: valid
     error_reason: str | None
-    canonical_value: str | None  # valid records only: the envelope as its model serializes it
+    canonical_value: bytes | None  # valid records only: the envelope as its model serializes it (JSON)
     stack_trace: str | None = None  # only when judging the record raised (CLASSIFIER_ERROR)
 
 
@@ -60,7 +60,12 @@ class RecordClassifier:
     def __init__(self, contract: DatasetContract, max_value_bytes: int) -> None:
         self.contract = contract
         self.max_value_bytes = max_value_bytes
-        self._validate_json = envelope_model(contract.model).model_validate_json
+        model = envelope_model(contract.model)
+        # The model's own validator and serializer, called directly, on bytes: the model's Python
+        # wrappers (`model_validate_json`, `model_dump_json`) and a decode cost a quarter of a small
+        # record's verdict. The rules are the same.
+        self._validate_json = model.__pydantic_validator__.validate_json
+        self._to_json = model.__pydantic_serializer__.to_json
 
     def __call__(self, value: bytes | None) -> Verdict:
         if value is None:
@@ -68,18 +73,13 @@ class RecordClassifier:
         if len(value) > self.max_value_bytes:
             return Verdict(OVERSIZED, f"value is {len(value)} bytes, over the {self.max_value_bytes} byte limit", None)
         try:
-            # Decoded first so bad bytes are named as such, wherever they sit, not as malformed JSON.
-            text = value.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return Verdict(NOT_UTF8, f"value is not valid UTF-8 (byte {exc.start})", None)
-        try:
-            envelope = self._validate_json(text)
+            envelope = self._validate_json(value)
         except ValidationError as exc:
-            return self._invalid(text, exc)
+            return self._invalid(value, exc)
         wrong_place = self._wrong_place(envelope.schema_version, envelope.dataset)
         if wrong_place is not None:
             return wrong_place
-        return Verdict(None, None, envelope.model_dump_json())
+        return Verdict(None, None, self._to_json(envelope))
 
     def _wrong_place(self, schema_version: Any, dataset: Any) -> Verdict | None:
         """A record of another version or dataset: its fields cannot be judged by this contract."""
@@ -90,7 +90,13 @@ class RecordClassifier:
             return Verdict(OUT_OF_CONTRACT, f"dataset {dataset!r} does not belong on the {contract.name} topic", None)
         return None
 
-    def _invalid(self, text: str, exc: ValidationError) -> Verdict:
+    def _invalid(self, value: bytes, exc: ValidationError) -> Verdict:
+        try:
+            # Pydantic reads bad bytes in a string as invalid JSON; they are named as such instead,
+            # wherever they sit. A value that validates is UTF-8: every string in it was decoded.
+            value.decode("utf-8")
+        except UnicodeDecodeError as decode_error:
+            return Verdict(NOT_UTF8, f"value is not valid UTF-8 (byte {decode_error.start})", None)
         errors = exc.errors(include_url=False, include_context=True)
         first = errors[0]
         if first["type"] == "json_invalid":
@@ -99,7 +105,7 @@ class RecordClassifier:
             return Verdict(MALFORMED_JSON, "value is not a JSON object", None)
         # Only the invalid path parses twice: a newer version's record fails this version's rules
         # in many ways, and the useful reason is its version.
-        document = json.loads(text)
+        document = json.loads(value)
         wrong_place = self._wrong_place(document.get("schema_version"), document.get("dataset"))
         if wrong_place is not None:
             return wrong_place

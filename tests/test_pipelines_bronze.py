@@ -116,7 +116,7 @@ def test_typed_columns_keep_the_contract_schema(spark: SparkSession) -> None:
 def test_canonical_values_become_typed_structs_in_place() -> None:
     schema = pa.schema([("n", pa.int32()), ("at", pa.timestamp("us", tz="UTC"))])
 
-    envelopes, unreadable = typed_envelopes(['{"n": 1, "at": "2026-01-01T00:00:00+02:00"}', None, '{"n": 3}'], schema)
+    envelopes, unreadable = typed_envelopes([b'{"n": 1, "at": "2026-01-01T00:00:00+02:00"}', None, b'{"n": 3}'], schema)
 
     assert envelopes.to_pylist() == [{"n": 1, "at": datetime(2025, 12, 31, 22, 0, tzinfo=UTC)}, None, {"n": 3, "at": None}]
     assert unreadable == {}
@@ -125,7 +125,7 @@ def test_canonical_values_become_typed_structs_in_place() -> None:
 def test_a_value_arrow_cannot_read_is_set_apart_alone() -> None:
     schema = pa.schema([("n", pa.int32())])
 
-    envelopes, unreadable = typed_envelopes(['{"n": 1}', '{"n": "x"}', None, '{"n": 4}'], schema)
+    envelopes, unreadable = typed_envelopes([b'{"n": 1}', b'{"n": "x"}', None, b'{"n": 4}'], schema)
 
     assert envelopes.to_pylist() == [{"n": 1}, None, None, {"n": 4}]
     assert unreadable == {1: "JSON parse error: Column(/n) changed from number to string in row 0"}

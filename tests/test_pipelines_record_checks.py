@@ -105,3 +105,13 @@ def test_bad_bytes_inside_a_json_string_are_not_utf8() -> None:
     value = changed().replace(b'"S-1"', b'"S\xff1"')
     bad_byte = value.index(b"\xff")
     assert classify(value) == Verdict(NOT_UTF8, f"value is not valid UTF-8 (byte {bad_byte})", None)
+
+
+def test_bad_bytes_in_a_field_given_twice_are_not_utf8_although_the_last_one_wins() -> None:
+    # Bronze keeps a valid value as text, so a valid verdict must mean every byte is UTF-8, even
+    # in a duplicate key's first value, which the parsed record no longer holds.
+    value = changed().replace(b'"currency": "EUR"', b'"currency": "E\xffR", "currency": "EUR"')
+    assert value.count(b'"currency"') == 2
+    bad_byte = value.index(b"\xff")
+
+    assert classify(value) == Verdict(NOT_UTF8, f"value is not valid UTF-8 (byte {bad_byte})", None)
