@@ -41,7 +41,7 @@ from jobs.spark_session import build_spark_session
 from pipelines.bronze import (
     BRONZE_PARTITION_COLUMNS,
     KAFKA_SOURCE_SCHEMA,
-    bronze_stats_columns,
+    bronze_table_properties,
     empty_tally,
     to_bronze_rows,
     with_verdict,
@@ -140,8 +140,7 @@ def create_bronze_table(spark: SparkSession, contract: DatasetContract, table: s
     """The Bronze table, created up front from the pipeline's own output schema."""
     empty_df = spark.createDataFrame([], KAFKA_SOURCE_SCHEMA).transform(with_verdict, contract, 1)
     schema = to_bronze_rows(empty_df, contract, 0).schema
-    properties = {"delta.dataSkippingStatsColumns": ",".join(bronze_stats_columns(contract)), "delta.appendOnly": "true"}
-    ensure_delta_table(spark, table, schema, BRONZE_PARTITION_COLUMNS, properties)
+    ensure_delta_table(spark, table, schema, BRONZE_PARTITION_COLUMNS, bronze_table_properties(contract))
 
 
 def start_bronze_query(spark: SparkSession, settings: Settings, dataset: str, *, available_now: bool = False) -> StreamingQuery:

@@ -7,7 +7,9 @@ import copy
 import json
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
+import pyarrow.parquet as pq
 from confluent_kafka import Consumer, Producer, TopicPartition
 from pyspark.sql import SparkSession
 
@@ -126,3 +128,18 @@ def reconcile(spark: SparkSession, settings: Settings, contract: DatasetContract
         "missing": expected - set(bronze) - dlq,
         "in_both": set(bronze) & dlq,
     }
+
+
+DICTIONARY_ENCODINGS = frozenset({"PLAIN_DICTIONARY", "RLE_DICTIONARY"})
+
+
+def parquet_encodings(table_dir: Path) -> dict[str, set[str]]:
+    """Each Parquet column of a local table's data files, with every encoding its chunks use."""
+    encodings: dict[str, set[str]] = {}
+    for data_file in table_dir.rglob("*.parquet"):
+        metadata = pq.ParquetFile(data_file).metadata
+        for group in range(metadata.num_row_groups):
+            for index in range(metadata.num_columns):
+                chunk = metadata.row_group(group).column(index)
+                encodings.setdefault(chunk.path_in_schema, set()).update(chunk.encodings)
+    return encodings

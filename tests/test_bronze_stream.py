@@ -6,6 +6,7 @@ import json
 import logging
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from confluent_kafka.admin import AdminClient
@@ -19,7 +20,16 @@ from pipelines.bronze import KAFKA_SOURCE_SCHEMA
 from streamlake import synthetic
 from streamlake.topics import apply_topics, declared_topics
 from tests.conftest import free_port
-from tests.bronze_support import DELETE, dlq_headers, envelope_value, produce_raw, read_topic, reconcile
+from tests.bronze_support import (
+    DELETE,
+    DICTIONARY_ENCODINGS,
+    dlq_headers,
+    envelope_value,
+    parquet_encodings,
+    produce_raw,
+    read_topic,
+    reconcile,
+)
 
 MAX_VALUE_BYTES = 4096
 
@@ -136,6 +146,13 @@ def test_every_offset_is_in_bronze_or_the_dlq_exactly_once(
                       for p in {p for p, _ in result["expected"]}}
     assert {p: [min(b.offsets[p][0] for b in batches if p in b.offsets), max(b.offsets[p][1] for b in batches if p in b.offsets)]
             for p in first_and_last} == first_and_last
+
+    # The table's properties reach its Parquet writer: a dictionary for the contract's closed
+    # vocabulary (status), plain encoding for the rest, even where values repeat (currency).
+    encodings = parquet_encodings(Path(urlparse(bronze_settings.lakehouse.table_uri("bronze", "orders")).path))
+    assert {column: bool(encodings[column] & DICTIONARY_ENCODINGS) for column in ("status", "currency", "raw_value", "order_id")} == {
+        "status": True, "currency": False, "raw_value": False, "order_id": False,
+    }
 
 
 def test_a_reset_checkpoint_with_the_same_app_id_refuses_to_start(

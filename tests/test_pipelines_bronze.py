@@ -22,6 +22,8 @@ from pipelines.bronze import (
     UNREADABLE_REASON,
     DlqRecord,
     batch_tally,
+    bronze_dictionary_columns,
+    bronze_table_properties,
     classify_arrow_batches,
     dlq_records,
     empty_tally,
@@ -111,6 +113,23 @@ def test_typed_columns_keep_the_contract_schema(spark: SparkSession) -> None:
         "event_timestamp": "timestamp",
         "kafka_offset": "bigint",
     }
+
+
+def test_only_columns_whose_values_repeat_get_a_parquet_dictionary(spark: SparkSession) -> None:
+    shared = ["dataset", "schema_version", "producer", "kafka_topic", "kafka_partition", "bronze_batch_id", "kafka_headers.list.element.key"]
+    assert bronze_dictionary_columns(ORDERS) == ["status", *shared]
+    assert bronze_dictionary_columns(get_contract("user_events")) == ["event_type", "source", *shared]
+    # Every one names a column Bronze writes (an array's items as Spark spells them in Parquet).
+    bronze_df = kafka_rows(spark, []).transform(with_verdict, ORDERS, 4096).transform(to_bronze_rows, ORDERS, 0)
+    assert set(bronze_dictionary_columns(ORDERS)) - set(bronze_df.columns) == {"kafka_headers.list.element.key"}
+    assert bronze_df.schema["kafka_headers"].dataType.elementType.fieldNames()[0] == "key"
+
+    properties = bronze_table_properties(ORDERS)
+    assert properties["parquet.enable.dictionary"] == "false"
+    assert {k for k, v in properties.items() if k.startswith("parquet.enable.dictionary#") and v == "true"} == {
+        f"parquet.enable.dictionary#{column}" for column in ["status", *shared]
+    }
+    assert properties["delta.appendOnly"] == "true"
 
 
 def test_canonical_values_become_typed_structs_in_place() -> None:
