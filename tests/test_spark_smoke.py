@@ -51,3 +51,38 @@ def test_kafka_source_reads_key_value_headers_and_partition(spark: SparkSession,
         produced_at.replace(tzinfo=None),
     )
     assert [(h.key, h.value) for h in row.headers] == [("trace", b"abc"), ("trace", b"def")]
+
+
+def _zip_directory_kept(batches):
+    """In a Python worker: does `invalidate_caches()` leave a zip importer's directory as it was?"""
+    import importlib
+    import sys
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    import pyarrow as pa
+
+    archive = Path(tempfile.mkdtemp()) / "probe.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("streamlake_zip_probe.py", "")
+    sys.path.append(str(archive))
+    try:
+        importlib.import_module("streamlake_zip_probe")
+        importer = sys.path_importer_cache[str(archive)]
+        before = importer._files
+        importlib.invalidate_caches()  # what PySpark calls before every task
+        kept = importer._files is before
+    finally:
+        sys.path.remove(str(archive))
+        sys.modules.pop("streamlake_zip_probe", None)
+    for _ in batches:
+        pass
+    yield pa.RecordBatch.from_pydict({"kept": [kept], "python": [f"{sys.version_info[0]}.{sys.version_info[1]}"]})
+
+
+def test_python_workers_do_not_reread_the_zips_on_their_path_before_each_task(spark: SparkSession) -> None:
+    # The workers start from `jobs.python_daemon`: on Python 3.11 an importer left to
+    # invalidate_caches() re-reads its whole zip (pyspark.zip, spark-core's jar) for every task.
+    [row] = spark.range(1, numPartitions=1).mapInArrow(_zip_directory_kept, "kept boolean, python string").collect()
+    assert (row.kept, row.python) == (True, "3.11")
