@@ -10,6 +10,7 @@ SPARK-54744 stops the call upstream). Spark puts `pyspark.zip`, py4j's zip and s
 (5,000+ entries) on the workers' path. Re-reading them took ~150 ms of every task here, more than
 a 1,000-record Bronze task spends on its records. Those archives do not change while a worker lives,
 and a zip a job adds (`addPyFile`) is a new path with a fresh importer, so their directories are kept.
+Once the workers run Python 3.12+, or a Spark that carries SPARK-54744, this module can go.
 """
 
 from __future__ import annotations
