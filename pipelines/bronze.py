@@ -61,8 +61,6 @@ ERROR_TYPE = StructType([
     StructField("error_stack_trace", StringType(), True),
 ])
 UNREADABLE_REASON = "valid for the contract, but not readable into Bronze's Spark schema"
-# Arrow's JSON reader works in blocks that must each hold whole records; a block holds many.
-_JSON_BLOCK_BYTES = 8 << 20
 
 
 def bronze_stats_columns(contract: DatasetContract) -> list[str]:
@@ -110,7 +108,9 @@ def _read_json_lines(values: list[bytes], schema: pa.Schema) -> pa.StructArray:
     data = b"\n".join(values)  # JSON text never holds a raw newline: one record per line
     table = arrow_json.read_json(
         io.BytesIO(data),
-        read_options=arrow_json.ReadOptions(use_threads=False, block_size=max(_JSON_BLOCK_BYTES, max(map(len, values)) + 1)),
+        # One block, sized to the data (a block must hold whole records): a small batch does not
+        # pay for a large block.
+        read_options=arrow_json.ReadOptions(use_threads=False, block_size=len(data) + 1),
         parse_options=arrow_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
     )
     return table.to_struct_array().combine_chunks()
@@ -245,6 +245,8 @@ def dlq_records(judged: pa.RecordBatch, job: str, failed_at: datetime) -> list[D
     """DLQ records for the invalid rows of a judged Arrow batch: original key, value bytes and
     headers untouched, then the reason and the source coordinates as `dlq.*` headers (and the
     stack trace, last, when judging the record raised)."""
+    if judged.column("error").null_count == judged.num_rows:
+        return []  # the usual batch: all valid
     invalid = judged.filter(pc.is_valid(judged.column("error")))
     failed = _utc_millis(failed_at)
     records = []
@@ -271,18 +273,15 @@ def batch_tally(judged: pa.RecordBatch) -> dict:
     """What a judged Arrow batch held: rows, invalid rows by error class, and per Kafka partition
     the first and last offset. Tallies of several batches add up with `merge_tallies`."""
     classes = judged.column("error").field("error_class")
-    invalid = pc.value_counts(classes.filter(pc.is_valid(classes))).to_pylist()
-    by_partition = pa.table({"partition": judged.column("partition"), "offset": judged.column("offset")}).group_by("partition").aggregate(
-        [("offset", "min"), ("offset", "max")]
-    )
-    return {
-        "rows": judged.num_rows,
-        "invalid": {c["values"]: c["counts"] for c in invalid},
-        "offsets": {
-            str(p): [first, last]
-            for p, first, last in zip(*(by_partition.column(n).to_pylist() for n in ("partition", "offset_min", "offset_max")), strict=True)
-        },
-    }
+    invalid = pc.value_counts(classes.filter(pc.is_valid(classes))).to_pylist() if classes.null_count < len(classes) else []
+    partitions, offsets = judged.column("partition"), judged.column("offset")
+    present = pc.unique(partitions)
+    ranges = {}
+    for partition in present.to_pylist():
+        # A Spark task reads one Kafka partition, so a batch almost always holds one: nothing to pick out.
+        first_last = pc.min_max(offsets if len(present) == 1 else offsets.filter(pc.equal(partitions, partition)))
+        ranges[str(partition)] = [first_last["min"].as_py(), first_last["max"].as_py()]
+    return {"rows": judged.num_rows, "invalid": {c["values"]: c["counts"] for c in invalid}, "offsets": ranges}
 
 
 def empty_tally() -> dict:

@@ -257,6 +257,13 @@ def test_a_long_error_is_cut_short_keeping_the_end_of_its_stack_trace() -> None:
     assert verdict.stack_trace.endswith(f'in pong\n    raise ValueError("x" * 5000)\n{error}')
 
 
+def test_the_usual_batch_one_partition_all_valid_has_its_range_and_no_dlq_records() -> None:
+    judged = judged_arrow_batch([changed(), changed(), changed()], [2, 2, 2])
+
+    assert batch_tally(judged) == {"rows": 3, "invalid": {}, "offsets": {"2": [100, 102]}}
+    assert dlq_records(judged, "job", datetime(2026, 3, 4, tzinfo=UTC)) == []
+
+
 def test_a_batch_tally_counts_rows_reasons_and_offset_ranges() -> None:
     judged = judged_arrow_batch([changed(), b"nope", None, changed(), changed(payload__status="lost")], [0, 0, 1, 1, 2])
 
