@@ -56,6 +56,7 @@ def test_kafka_source_reads_key_value_headers_and_partition(spark: SparkSession,
 def _zip_directory_kept(batches):
     """In a Python worker: does `invalidate_caches()` leave a zip importer's directory as it was?"""
     import importlib
+    import shutil
     import sys
     import tempfile
     import zipfile
@@ -63,7 +64,8 @@ def _zip_directory_kept(batches):
 
     import pyarrow as pa
 
-    archive = Path(tempfile.mkdtemp()) / "probe.zip"
+    folder = Path(tempfile.mkdtemp())
+    archive = folder / "probe.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("streamlake_zip_probe.py", "")
     sys.path.append(str(archive))
@@ -76,6 +78,7 @@ def _zip_directory_kept(batches):
     finally:
         sys.path.remove(str(archive))
         sys.modules.pop("streamlake_zip_probe", None)
+        shutil.rmtree(folder)
     for _ in batches:
         pass
     yield pa.RecordBatch.from_pydict({"kept": [kept], "python": [f"{sys.version_info[0]}.{sys.version_info[1]}"]})
