@@ -10,6 +10,7 @@ from confluent_kafka.admin import AdminClient
 
 from conf.settings import Settings
 from streamlake.topics import Action, TopicResult, TopicSpec, apply_topics, declared_topics
+from tests.conftest import wait_for_topic
 
 WEEK_MS = str(7 * 24 * 3600 * 1000)
 MONTH_MS = str(30 * 24 * 3600 * 1000)
@@ -54,7 +55,8 @@ def test_partitions_increase_only_on_request(admin: AdminClient, new_topic) -> N
     name = new_topic(partitions=1)
     [result] = apply_topics(admin, [TopicSpec(name, 3, 1)], increase_partitions=True)
     assert result == TopicResult(name, Action.PARTITIONS_INCREASED, "1 -> 3")
-    assert len(admin.list_topics(timeout=10).topics[name].partitions) == 3
+    # The increase is acknowledged before every broker's metadata shows it.
+    wait_for_topic(admin, name, partitions=3)
 
 
 def test_partitions_are_never_decreased(admin: AdminClient, new_topic) -> None:
