@@ -27,6 +27,7 @@ import random
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -37,6 +38,7 @@ import pyarrow.parquet as pq
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
 
 from bench.bench_ingest_api import uvicorn_server
 from bench.harness import BenchContext, Measurement
@@ -104,7 +106,7 @@ class SparkCpu:
             total += times.user + times.system + times.children_user + times.children_system
         return total
 
-    def cost_of(self, start) -> RunCost:
+    def cost_of(self, start: Callable[[], StreamingQuery]) -> RunCost:
         """Run a query started by `start()` to its end (availableNow) and say what it took."""
         cpu, steal, started = self.seconds(), psutil.cpu_times().steal, time.perf_counter()
         query = start()
