@@ -33,7 +33,6 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import httpx
-import psutil
 import pyarrow.parquet as pq
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
@@ -41,7 +40,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from bench.bench_ingest_api import uvicorn_server
-from bench.harness import BenchContext, Measurement
+from bench.harness import BenchContext, Measurement, machine_cpu_s, process_tree_cpu_s
 from conf.settings import Settings
 from contracts.envelope import wrap
 from contracts.registry import get_contract
@@ -94,26 +93,16 @@ class SparkCpu:
     """CPU time of a local Spark: its JVM and every process under it (the Python workers)."""
 
     def __init__(self, spark: SparkSession) -> None:
-        self.jvm = psutil.Process(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
-
-    def seconds(self) -> float:
-        total = 0.0
-        for process in [self.jvm, *self.jvm.children(recursive=True)]:
-            try:
-                times = process.cpu_times()
-            except psutil.NoSuchProcess:  # a worker that ended: its parent's children_* hold it
-                continue
-            total += times.user + times.system + times.children_user + times.children_system
-        return total
+        self.jvm_pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
 
     def cost_of(self, start: Callable[[], StreamingQuery]) -> RunCost:
         """Run a query started by `start()` to its end (availableNow) and say what it took."""
-        cpu, steal, started = self.seconds(), psutil.cpu_times().steal, time.perf_counter()
+        cpu, (_, steal), started = process_tree_cpu_s(self.jvm_pid), machine_cpu_s(), time.perf_counter()
         query = start()
         query.awaitTermination()
         if query.exception() is not None:
             raise RuntimeError(f"query failed: {query.exception()}")
-        return RunCost(time.perf_counter() - started, self.seconds() - cpu, psutil.cpu_times().steal - steal)
+        return RunCost(time.perf_counter() - started, process_tree_cpu_s(self.jvm_pid) - cpu, machine_cpu_s()[1] - steal)
 
 
 def raw_copy_run(spark: SparkSession, settings: Settings, topic: str, run: int, meter: SparkCpu) -> RunCost:
@@ -270,7 +259,7 @@ def e2e_latency(ctx: BenchContext) -> tuple[list[float], list[float], list[int]]
                 job.wait()
 
 
-def _runs(costs: list[RunCost]) -> dict[str, list[float]]:
+def _run_details(costs: list[RunCost]) -> dict[str, list[float]]:
     return {"seconds": [round(r.seconds, 2) for r in costs], "cpu_seconds": [round(r.cpu_seconds, 1) for r in costs],
             "host_steal_seconds": [round(r.steal_seconds, 1) for r in costs]}
 
@@ -301,10 +290,10 @@ def run(ctx: BenchContext) -> list[Measurement]:
                "max_offsets_per_trigger": settings.bronze.max_offsets_per_trigger, "master": settings.spark.master}
     return [
         Measurement("raw Kafka -> Delta copy (baseline)", EVENTS / min(r.seconds for r in copies), "events/s",
-                    details={**details, **_runs(copies)}),
+                    details={**details, **_run_details(copies)}),
         Measurement("Kafka -> Bronze (parse, validate, DLQ)", EVENTS / min(r.seconds for r in bronzes), "events/s",
                     baseline="raw Kafka -> Delta copy (baseline)", target="ratio >= 0.6",
-                    details={**details, **_runs(bronzes)}),
+                    details={**details, **_run_details(bronzes)}),
         Measurement("raw copy, CPU s per 100k events", _cpu_per_100k(copies), "cpu s",
                     details={"of": "the run that used the least CPU; Spark's JVM and its Python workers"}),
         Measurement("Bronze, CPU s per 100k events", _cpu_per_100k(bronzes), "cpu s",

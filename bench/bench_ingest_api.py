@@ -33,7 +33,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI, Request, Response
 
-from bench.harness import BenchContext, Measurement
+from bench.harness import BenchContext, Measurement, machine_cpu_s, process_tree_cpu_s
 from conf.settings import Settings
 from contracts.envelope import wrap
 from contracts.registry import get_contract
@@ -191,26 +191,6 @@ def run_load(server: tuple[int, int], broker_pid: int | None, path: str, bodies:
 # -- where the cores go ------------------------------------------------------------------------
 
 
-def _process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its direct children (uvicorn workers)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / tick
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except FileNotFoundError:
-        return total
-    return total + sum(_process_cpu_s(int(child)) for child in children)
-
-
-def _machine_cpu_s() -> tuple[float, float]:
-    """(busy, steal) CPU seconds of the whole machine since boot, from /proc/stat."""
-    tick = os.sysconf("SC_CLK_TCK")
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
-    return (user + nice + system + irq + softirq) / tick, steal / tick
-
-
 @dataclass
 class CpuMeter:
     """CPU seconds spent by the server, the broker and this process (the load generator) during a
@@ -229,8 +209,8 @@ class CpuMeter:
         self.spent = [end - start for start, end in zip(self._start, self._sample(), strict=True)]
 
     def _sample(self) -> tuple[float, ...]:
-        broker = _process_cpu_s(self.broker_pid) if self.broker_pid else 0.0
-        return (_process_cpu_s(self.server_pid), broker, time.process_time(), *_machine_cpu_s(), time.perf_counter())
+        broker = process_tree_cpu_s(self.broker_pid) if self.broker_pid else 0.0
+        return (process_tree_cpu_s(self.server_pid), broker, time.process_time(), *machine_cpu_s(), time.perf_counter())
 
     def per_request_us(self, requests: int) -> dict[str, float]:
         server, broker, load = (round(s / requests * 1e6) for s in self.spent[:3])

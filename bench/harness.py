@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
+
 from conf.settings import Settings, load_settings
 from streamlake.kafka_broker import LocalBroker
 
@@ -35,6 +37,31 @@ class Measurement:
 class BenchContext:
     settings: Settings
     workdir: Path
+
+
+def process_tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and every process under it, whichever thread started
+    them (the JVM's Python workers, uvicorn's workers); ended ones count once their parent reaped them."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in tree:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:  # ended meanwhile: its parent's children_* hold it once reaped
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot, all cores: steal is the time the
+    hypervisor gave our virtual CPUs to someone else."""
+    times = psutil.cpu_times()
+    return times.user + times.nice + times.system + times.irq + times.softirq, times.steal
 
 
 def _free_port() -> int:
