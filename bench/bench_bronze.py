@@ -40,7 +40,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from bench.bench_ingest_api import uvicorn_server
-from bench.harness import BenchContext, Measurement, machine_cpu_s, process_tree_cpu_s
+from bench.harness import BenchContext, Measurement, TreeCpuMeter, machine_cpu_s
 from conf.settings import Settings
 from contracts.envelope import wrap
 from contracts.registry import get_contract
@@ -97,12 +97,13 @@ class SparkCpu:
 
     def cost_of(self, start: Callable[[], StreamingQuery]) -> RunCost:
         """Run a query started by `start()` to its end (availableNow) and say what it took."""
-        cpu, (_, steal), started = process_tree_cpu_s(self.jvm_pid), machine_cpu_s(), time.perf_counter()
-        query = start()
-        query.awaitTermination()
+        (_, steal), started = machine_cpu_s(), time.perf_counter()
+        with TreeCpuMeter(self.jvm_pid) as cpu:
+            query = start()
+            query.awaitTermination()
         if query.exception() is not None:
             raise RuntimeError(f"query failed: {query.exception()}")
-        return RunCost(time.perf_counter() - started, process_tree_cpu_s(self.jvm_pid) - cpu, machine_cpu_s()[1] - steal)
+        return RunCost(time.perf_counter() - started, cpu.spent, machine_cpu_s()[1] - steal)
 
 
 def raw_copy_run(spark: SparkSession, settings: Settings, topic: str, run: int, meter: SparkCpu) -> RunCost:

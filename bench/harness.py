@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import platform
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -39,22 +40,69 @@ class BenchContext:
     workdir: Path
 
 
-def process_tree_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and every process under it, whichever thread started
-    them (the JVM's Python workers, uvicorn's workers); ended ones count once their parent reaped them."""
+def _tree_cpu_by_pid(pid: int) -> dict[int, float]:
+    """User + system CPU seconds, with those of the children it waited for, of a process and of each
+    process under it (whichever thread started them), by pid."""
     try:
         root = psutil.Process(pid)
         tree = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
+        return {}
+    cpu = {}
     for process in tree:
         try:
             times = process.cpu_times()
-        except psutil.NoSuchProcess:  # ended meanwhile: its parent's children_* hold it once reaped
+        except psutil.NoSuchProcess:  # ended meanwhile
             continue
-        total += times.user + times.system + times.children_user + times.children_system
-    return total
+        cpu[process.pid] = times.user + times.system + times.children_user + times.children_system
+    return cpu
+
+
+def process_tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and every process under it now (uvicorn's workers, a broker).
+
+    A process that ended counts only if its parent waited for it. Across a span in which processes
+    may end unwaited for (Spark's Python workers), use `TreeCpuMeter`."""
+    return sum(_tree_cpu_by_pid(pid).values())
+
+
+class TreeCpuMeter:
+    """CPU seconds a process tree spends over a `with` block, processes that end during it included.
+
+    PySpark's daemon ignores SIGCHLD, so the kernel throws away the CPU times of the Python workers it
+    ends (Spark ends a worker idle for a minute), and no parent's children_* times hold them: a
+    before/after difference would lose a worker's whole lifetime, even turn negative. Sampled every
+    `interval_s`, a process that ended counts at its last sample; only what a busy process spent after
+    that, at most `interval_s` of it, is lost (Spark's idle workers spend nothing).
+    """
+
+    def __init__(self, pid: int, interval_s: float = 0.2) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self.spent = 0.0
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample_until_done, daemon=True)
+
+    def __enter__(self) -> TreeCpuMeter:
+        self._first = _tree_cpu_by_pid(self.pid)
+        self._last = dict(self._first)
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._sampler.join()
+        self._sample()
+        self.spent = sum(cpu - self._first.get(pid, 0.0) for pid, cpu in self._last.items())
+
+    def _sample(self) -> None:
+        self._last.update(_tree_cpu_by_pid(self.pid))
+
+    def _sample_until_done(self) -> None:
+        while not self._done.wait(self.interval_s):
+            self._sample()
 
 
 def machine_cpu_s() -> tuple[float, float]:
