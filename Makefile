@@ -21,8 +21,8 @@ $(UV):
 
 # Re-synced whenever the lock or the project metadata changes; otherwise nothing to do.
 # Bytecode is compiled once here: uv does not by default, and where PYTHONDONTWRITEBYTECODE is set
-# (as on this project's machines) every process would compile what it imports again (pandas alone: 1.9 s
-# instead of 0.7 s), each spark-submit, API server and Spark Python worker a test starts.
+# (as on this project's machines) every process would compile what it imports again (pandas
+# alone: 1.9 s instead of 0.7 s): each spark-submit, API server and Spark Python worker a test starts.
 $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --python 3.11 --compile-bytecode
 	touch $@
