@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
@@ -25,6 +26,9 @@ from streamlake.kafka_broker import LocalBroker
 from streamlake.kafka_inspect import partition_offsets
 from streamlake.producing import produce_events
 from streamlake.topics import apply_topics, declared_topics
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 DEMO_PRODUCER = "streamlake-demo"
 
@@ -118,6 +122,19 @@ def run_demo(settings: Settings, events_per_dataset: int, echo: Callable[[str], 
     return summaries
 
 
+def still_in_kafka(landed_df: DataFrame, offsets: dict[int, tuple[int, int]]) -> DataFrame:
+    """The rows of `landed_df` (`partition`, `offset` of a raw record) whose offset Kafka still holds.
+
+    Retention deletes a raw topic's oldest records, while Bronze and the DLQ (kept longer) keep what
+    came of them: those offsets are no longer in the topic, so they are out of its reconciliation.
+    Rows of a partition Kafka does not list stay in, and fail it.
+    """
+    from pyspark.sql import functions as F
+
+    low = F.coalesce(*[F.when(F.col("partition") == p, F.lit(first)) for p, (first, _) in offsets.items()], F.lit(0))
+    return landed_df.filter(F.col("offset") >= low)
+
+
 def _run_bronze(settings: Settings, echo: Callable[[str], None]) -> list[DatasetSummary]:
     # Imported here so that `streamlake kafka ...` and `topics ...` never pay for starting Spark.
     from pyspark.sql import functions as F
@@ -137,14 +154,16 @@ def _run_bronze(settings: Settings, echo: Callable[[str], None]) -> list[Dataset
             if query.exception() is not None:
                 raise RuntimeError(f"the Bronze job for {dataset} failed: {query.exception()}")
             bronze_path = settings.lakehouse.table_uri("bronze", dataset)
+            offsets = {o.partition: (o.low, o.high) for o in partition_offsets(settings, contract.raw_topic)}
             bronze_df = spark.read.format("delta").load(bronze_path).select(
                 F.col("kafka_partition").alias("partition"), F.col("kafka_offset").alias("offset"), F.lit("bronze").alias("landed_in")
-            )
+            ).transform(still_in_kafka, offsets)
             dlq_df = (
                 read_kafka_batch(spark, settings, contract.dlq_topic)
                 .select(dlq_header("source.topic").alias("topic"), dlq_header("source.partition").cast("int").alias("partition"),
                         dlq_header("source.offset").cast("long").alias("offset"), dlq_header("error.class").alias("error_class"))
                 .filter(F.col("topic") == contract.raw_topic)
+                .transform(still_in_kafka, offsets)
                 .dropDuplicates(["partition", "offset"])
                 .cache()  # read from Kafka once, for the reconciliation and the reasons alike
             )
@@ -159,7 +178,6 @@ def _run_bronze(settings: Settings, echo: Callable[[str], None]) -> list[Dataset
             )
             reasons = {r["error_class"]: r["count"] for r in dlq_df.groupBy("error_class").count().collect()}
             dlq_df.unpersist()
-            offsets = {o.partition: (o.low, o.high) for o in partition_offsets(settings, contract.raw_topic)}
             summaries.append(DatasetSummary(
                 dataset, offsets,
                 {r["partition"]: PartitionLanding(**{k: v for k, v in r.asDict().items() if k != "partition"}) for r in landed},

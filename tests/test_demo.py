@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -16,7 +17,7 @@ from conf.settings import Settings
 from contracts import DATASETS
 from jobs.lakehouse_io import read_kafka_batch
 from pipelines.bronze import dlq_header
-from streamlake.demo import DEMO_PRODUCER, DatasetSummary, PartitionLanding
+from streamlake.demo import DEMO_PRODUCER, DatasetSummary, PartitionLanding, still_in_kafka
 from streamlake.kafka_inspect import partition_offsets
 
 EVENTS = 40
@@ -81,3 +82,13 @@ def test_reconciliation_holds_only_when_each_offset_landed_once() -> None:
     assert not summary_of(PartitionLanding(4, 0, 4, 10, 14)).reconciled
     # Nothing landed from a partition that has records.
     assert not DatasetSummary("orders", {0: (10, 14)}, {}, {}, "file:///lake/bronze/orders").reconciled
+
+
+def test_offsets_retention_deleted_from_kafka_are_out_of_the_reconciliation(spark: SparkSession) -> None:
+    landed = spark.createDataFrame([(0, 3), (0, 4), (1, 0), (2, 7)], "partition int, offset long")
+    # Partition 0 now starts at 4 (offsets 0-3 aged out), partition 1 at 0; Kafka lists no partition 2.
+    assert_df_equality(
+        still_in_kafka(landed, {0: (4, 9), 1: (0, 2)}),
+        spark.createDataFrame([(0, 4), (1, 0), (2, 7)], "partition int, offset long"),
+        ignore_row_order=True,
+    )
