@@ -111,6 +111,10 @@ def error_headline(exc: BaseException) -> str:
         raised = [line for line in lines[tracebacks[-1] + 1:] if line and not line[0].isspace()]
         if raised:
             return raised[0]
+    # A JVM error reached through py4j: "An error occurred while calling o123.save." says only which
+    # call failed; the Java exception and its message follow, on the line after.
+    if len(lines) > 1 and lines[0].startswith("An error occurred while calling ") and lines[1].startswith(": "):
+        return lines[1].removeprefix(": ").strip()
     return next((line.strip() for line in lines if line.strip()), type(exc).__name__)
 
 
