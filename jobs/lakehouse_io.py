@@ -24,6 +24,15 @@ class CheckpointMismatchError(RuntimeError):
     """The checkpoint is behind what the Delta table says this app id already wrote."""
 
 
+class KafkaDataLossError(RuntimeError):
+    """Offsets a batch needs are gone from Kafka (retention, a deleted topic): no retry brings them back."""
+
+
+# The start of the message of Spark's Kafka source when it cannot read offsets it was asked for and
+# `failOnDataLoss` is true (KafkaExceptions, Spark 4.0).
+_KAFKA_DATA_LOSS = "Some data may have been lost because they are not available in Kafka any more"
+
+
 def kafka_source_options(settings: Settings, topic: str) -> dict[str, str]:
     return {
         "kafka.bootstrap.servers": settings.kafka.bootstrap,
@@ -81,12 +90,21 @@ def ensure_delta_table(
 
 
 def with_retries(action: Callable[[], T], what: str, policy: BronzeSettings, context: dict) -> T:
-    """Run `action`, retrying failures with bounded exponential backoff; then raise loudly."""
+    """Run `action`, retrying failures with bounded exponential backoff; then raise loudly.
+
+    Records gone from Kafka are not retried: they stay gone, and the operator must decide (runbook).
+    """
     delay = policy.retry_backoff_s
     for attempt in range(1, policy.write_attempts + 1):
         try:
             return action()
         except Exception as exc:  # noqa: BLE001 - storage and Kafka errors arrive as many types
+            if _KAFKA_DATA_LOSS in str(exc):
+                raise KafkaDataLossError(
+                    f"{what} stopped: offsets it needs are no longer in Kafka ({_data_loss_reason(exc)}); Kafka's "
+                    "retention or a deleted topic removed them, and retrying cannot bring them back. "
+                    "See docs/runbook.md, 'Offsets fell out of retention' (setting bronze.fail_on_data_loss)"
+                ) from exc
             if attempt == policy.write_attempts:
                 raise StoreUnavailableError(f"{what} failed {attempt} times, giving up: {error_headline(exc)[:500]}") from exc
             log.warning(
@@ -116,6 +134,14 @@ def error_headline(exc: BaseException) -> str:
     if len(lines) > 1 and lines[0].startswith("An error occurred while calling ") and lines[1].startswith(": "):
         return lines[1].removeprefix(": ").strip()
     return next((line.strip() for line in lines if line.strip()), type(exc).__name__)
+
+
+def _data_loss_reason(exc: BaseException) -> str:
+    """Which offsets Spark's Kafka source could not read: its "Reason: ..." line, or the headline."""
+    for line in str(exc).splitlines():
+        if line.startswith("Reason: "):
+            return line.removeprefix("Reason: ").strip()
+    return error_headline(exc)
 
 
 def _hadoop_path(spark: SparkSession, uri: str):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from confluent_kafka import OFFSET_END, TopicPartition
 from confluent_kafka.admin import AdminClient
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 
 from conf.settings import Settings, load_settings
@@ -190,3 +193,55 @@ def test_a_batch_whose_dlq_records_are_not_acknowledged_commits_nothing(spark: S
     assert f"jobs.bronze_dlq.DlqNotAcknowledgedError: 1 of 1 DLQ records to {ORDERS.dlq_topic} not acknowledged (" in str(failure.value)
     assert delta_txn_version(spark, writer.table, writer.app_id) is None  # the valid row was not committed either
     assert spark.read.format("delta").load(writer.table).count() == 0
+
+
+
+def _age_out_everything(settings: Settings, topic: str) -> dict[int, int]:
+    """What retention does to old segments: every record now on `topic` is deleted for good.
+    Returns each partition's new low watermark."""
+    admin = AdminClient(settings.kafka.client_config())
+    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+    futures = admin.delete_records([TopicPartition(topic, p, OFFSET_END) for p in partitions])
+    return {tp.partition: future.result(timeout=30).low_watermark for tp, future in futures.items()}
+
+
+def _bronze_order_ids(spark: SparkSession, settings: Settings) -> set[str]:
+    return {r.order_id for r in spark.read.format("delta").load(settings.lakehouse.table_uri("bronze", "orders")).collect()}
+
+
+def test_offsets_gone_from_kafka_stop_the_job_unless_explicitly_allowed(
+    spark: SparkSession, bronze_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen, aged_out, kept = (list(synthetic.orders(3, seed=seed)) for seed in (61, 62, 63))
+    produce_raw(bronze_settings, ORDERS.raw_topic, [envelope_value(ORDERS, e) for e in seen])
+    run_available_now(spark, bronze_settings, "orders")
+    lost = produce_raw(bronze_settings, ORDERS.raw_topic, [envelope_value(ORDERS, e) for e in aged_out])
+    low = _age_out_everything(bronze_settings, ORDERS.raw_topic)  # before the job could read `aged_out`
+    produce_raw(bronze_settings, ORDERS.raw_topic, [envelope_value(ORDERS, e) for e in kept])
+    # Per partition, the offsets the checkpoint expects next and Kafka no longer has.
+    gaps = {p: (min(r.offset for r in lost if r.partition == p), low[p]) for p in {r.partition for r in lost}}
+
+    # By default the job stops at once (no retries: they cannot bring the records back), naming the offsets.
+    query = start_bronze_query(spark, bronze_settings, "orders", available_now=True)
+    with caplog.at_level(logging.WARNING, logger="jobs.lakehouse_io"), pytest.raises(StreamingQueryException) as stopped:
+        query.awaitTermination()
+    message = re.search(r"KafkaDataLossError: (.*)", str(stopped.value))[1]
+    unreadable = re.fullmatch(
+        rf"Bronze Delta write to {re.escape(bronze_settings.lakehouse.table_uri('bronze', 'orders'))} \(with its DLQ records "
+        rf"to {ORDERS.dlq_topic}\) stopped: offsets it needs are no longer in Kafka \(Could not read records in offset "
+        rf"\[(\d+), (\d+)\) for topic partition {re.escape(ORDERS.raw_topic)}-(\d+)\); Kafka's retention or a deleted topic "
+        r"removed them, and retrying cannot bring them back\. See docs/runbook\.md, 'Offsets fell out of retention' "
+        r"\(setting bronze\.fail_on_data_loss\)",
+        message,
+    )
+    assert unreadable is not None, message
+    first_missing, partition = int(unreadable[1]), int(unreadable[3])
+    assert first_missing == gaps[partition][0]
+    assert [r.getMessage() for r in caplog.records if r.name == "jobs.lakehouse_io"] == []  # no "write failed, retrying"
+    ours = {e.order_id for e in seen + aged_out + kept}
+    assert _bronze_order_ids(spark, bronze_settings) & ours == {e.order_id for e in seen}
+
+    # Told explicitly, the job goes on from what Kafka still has: the aged-out records are the gap.
+    allowed = bronze_settings.model_copy(update={"bronze": bronze_settings.bronze.model_copy(update={"fail_on_data_loss": False})})
+    run_available_now(spark, allowed, "orders")
+    assert _bronze_order_ids(spark, bronze_settings) & ours == {e.order_id for e in seen + kept}
