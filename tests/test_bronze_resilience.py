@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -27,7 +28,7 @@ from pyspark.sql import SparkSession
 from conf.settings import Settings, load_settings
 from contracts.envelope import wrap
 from contracts.registry import get_contract
-from jobs.lakehouse_io import delta_txn_version, last_committed_batch
+from jobs.lakehouse_io import delta_txn_version, delta_version, last_committed_batch
 from jobs.spark_session import spark_submit_command, spark_submit_env
 from streamlake import synthetic
 from streamlake.topics import apply_topics, declared_topics
@@ -174,6 +175,39 @@ def assert_exactly_once(spark: SparkSession, settings: Settings) -> None:
     assert result["in_bronze"] | result["in_dlq"] == result["expected"]
 
 
+def job_log_records(log_path: Path, message: str) -> list[dict]:
+    """The JSON log lines of the jobs' runs with this message (Spark's own lines are not JSON)."""
+    records = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # the last line of a run killed while writing it
+            continue
+        if record.get("message") == message:
+            records.append(record)
+    return records
+
+
+def assert_logs_say_what_each_batch_did(spark: SparkSession, settings: Settings, log_path: Path) -> None:
+    table = settings.lakehouse.table_uri("bronze", USER_EVENTS.name)
+    batches = job_log_records(log_path, "bronze batch committed")
+    assert {(b["dataset"], b["path"], b["topic"], b["dlq_topic"]) for b in batches} == {
+        (USER_EVENTS.name, table, USER_EVENTS.raw_topic, USER_EVENTS.dlq_topic)
+    }
+    assert all(b["duration_ms"] >= 0 and set(b["offsets"]) <= {"0", "1", "2"} for b in batches)
+    written = [b for b in batches if b["rows"] > 0]  # a replayed batch Delta already held logs 0 rows
+    versions = [b["delta_version"] for b in written]
+    assert len(set(versions)) == len(versions), versions  # each batch that wrote made its own commit
+    assert max(versions) == delta_version(spark, table)
+    # Spark's progress report of a batch counts the rows the batch's log line counted.
+    progress = {p["batch_id"]: p for p in job_log_records(log_path, "query progress")}
+    paired = [(b, progress[b["batch_id"]]) for b in written if b["batch_id"] in progress]
+    assert paired and all(p["input_rows"] == b["rows"] for b, p in paired)
+    assert all(set(p["end_offsets"]) == {USER_EVENTS.raw_topic} and p["batch_duration_ms"] > 0 for p in progress.values())
+
+
 def test_kill_9_mid_stream_loses_and_doubles_nothing(spark: SparkSession, job_settings, jobs, tmp_path: Path) -> None:
     settings, env = job_settings
     rng = random.Random(42)
@@ -193,6 +227,7 @@ def test_kill_9_mid_stream_loses_and_doubles_nothing(spark: SparkSession, job_se
     assert job.wait(120) == 0, job.tail()
     assert "SIGTERM received: stopping after the current batch" in job.tail(60)
     assert_exactly_once(spark, settings)
+    assert_logs_say_what_each_batch_did(spark, settings, tmp_path / "job.log")
 
 
 @contextmanager
