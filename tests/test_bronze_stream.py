@@ -196,7 +196,11 @@ def test_a_batch_whose_dlq_records_are_not_acknowledged_commits_nothing(spark: S
 
 
 def _age_out_everything(settings: Settings, topic: str) -> None:
-    """What retention does to old segments: every record now on `topic` is deleted for good."""
+    """What retention does to old segments: every record now on `topic` is deleted for good.
+
+    The topic is the session broker's: the tests after this one find it starting at the new low
+    watermark, as a deployment does after retention (the demo's reconciliation allows for it).
+    """
     admin = AdminClient(settings.kafka.client_config())
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
     futures = admin.delete_records([TopicPartition(topic, p, OFFSET_END) for p in partitions])
