@@ -25,7 +25,9 @@ from pyspark import Accumulator, AccumulatorParam
 from pyspark.sql import DataFrame
 
 from contracts.registry import DatasetContract
-from pipelines.bronze import DlqRecord, batch_tally, dlq_records, empty_tally, merge_tallies, valid_arrow_rows, with_verdict
+from jobs.kafka_produce import produce_all
+from pipelines.bronze import with_verdict
+from pipelines.bronze_verdict import DlqRecord, batch_tally, dlq_records, empty_tally, merge_tallies, valid_arrow_rows
 
 
 class DlqNotAcknowledgedError(RuntimeError):
@@ -82,16 +84,7 @@ class _Deliveries:
 
 
 def _send(producer: Producer, topic: str, records: list[DlqRecord], deliveries: _Deliveries) -> None:
-    for record in records:
-        while True:
-            try:
-                producer.produce(topic, key=record.key, value=record.value, headers=record.headers,
-                                 on_delivery=deliveries.on_delivery)
-                break
-            except BufferError:  # the local queue is full: let the broker's acks drain it
-                producer.poll(0.1)
-        deliveries.sent += 1
-    producer.poll(0)
+    deliveries.sent += produce_all(producer, topic, records, on_delivery=deliveries.on_delivery)
 
 
 def _confirm(producer: Producer, target: DlqTarget, deliveries: _Deliveries) -> None:
@@ -132,4 +125,4 @@ def valid_rows_after_dlq(
 ) -> DataFrame:
     """The batch's valid rows (as `pipelines.bronze.with_verdict` shapes them); computing them sends
     the invalid ones to the DLQ and adds the batch's tally to `tally`."""
-    return with_verdict(kafka_df, contract, max_value_bytes, then=lambda judged: divert_invalid(judged, target, tally))
+    return with_verdict(kafka_df, contract, max_value_bytes, divert_invalid=lambda judged: divert_invalid(judged, target, tally))

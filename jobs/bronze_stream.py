@@ -3,49 +3,39 @@
     spark-submit jobs/bronze_stream.py --dataset user_events [--env local]
     streamlake stream bronze --dataset user_events        (the same, through spark-submit)
 
-Each micro-batch is one pass: the Delta write's own tasks classify every record (pipelines.bronze),
+Each micro-batch is one pass: the Delta write's own tasks classify every record (`pipelines.bronze`),
 send the invalid ones, bytes untouched, to `streamlake.<dataset>.dlq` and wait for their acks
-(jobs.bronze_dlq), and write the valid ones; Delta then appends them to `<lakehouse>/bronze/<dataset>`
-with its idempotent writes (txnAppId from settings, txnVersion = batch id). The batch completes only
-when both are safe, and only then does the checkpoint advance. Exit status: 0 after
-a clean stop, 1 when the query fails (e.g. the store stayed down), 2 for a configuration error.
+(`jobs.bronze_dlq`), and write the valid ones; Delta then appends them to
+`<lakehouse>/bronze/<dataset>` with its idempotent writes (txnAppId from settings, txnVersion =
+batch id). The batch completes only when both are safe, and only then does the checkpoint advance.
+Exit status (`jobs.entrypoint`): 0 after a clean stop, 1 when the query fails (e.g. the store
+stayed down), 2 for a configuration error.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import signal
 import sys
-import threading
 import time
 
 from pyspark import Accumulator
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+from pyspark.sql.streaming import StreamingQuery
 
 from conf.settings import Settings
 from contracts.registry import DatasetContract, get_contract
 from jobs.bronze_dlq import DlqTarget, TallyParam, valid_rows_after_dlq
-from jobs.entrypoint import dataset_job_main
+from jobs.entrypoint import run_streaming_job
 from jobs.lakehouse_io import (
     append_delta_idempotent,
     check_checkpoint_matches_table,
     delta_version,
-    ensure_delta_table,
-    error_headline,
     kafka_source_options,
     with_retries,
 )
-from jobs.spark_session import build_spark_session
-from pipelines.bronze import (
-    BRONZE_PARTITION_COLUMNS,
-    KAFKA_SOURCE_SCHEMA,
-    bronze_table_properties,
-    empty_tally,
-    to_bronze_rows,
-    with_verdict,
-)
+from jobs.bronze_table import create_bronze_table
+from pipelines.bronze import BRONZE_PARTITION_COLUMNS, to_bronze_rows
+from pipelines.bronze_verdict import empty_tally
 
 JOB = "bronze"
 log = logging.getLogger("streamlake.bronze")
@@ -108,41 +98,6 @@ class BronzeBatchWriter:
         )
 
 
-class ProgressLogger(StreamingQueryListener):
-    """Logs each query progress report: input and processing rates, batch duration."""
-
-    def onQueryStarted(self, event) -> None:
-        log.info("query started", extra={"query": event.name, "id": str(event.id), "run_id": str(event.runId)})
-
-    def onQueryProgress(self, event) -> None:
-        p = event.progress
-        log.info(
-            "query progress",
-            extra={
-                "query": p.name,
-                "batch_id": p.batchId,
-                "input_rows": p.numInputRows,
-                "input_rows_per_s": round(p.inputRowsPerSecond, 1),
-                "processed_rows_per_s": round(p.processedRowsPerSecond, 1),
-                "batch_duration_ms": p.batchDuration,
-                "end_offsets": json.loads(p.sources[0].endOffset) if p.sources and p.sources[0].endOffset else None,
-            },
-        )
-
-    def onQueryIdle(self, event) -> None:
-        pass
-
-    def onQueryTerminated(self, event) -> None:
-        log.info("query terminated", extra={"id": str(event.id), "error": event.exception})
-
-
-def create_bronze_table(spark: SparkSession, contract: DatasetContract, table: str) -> None:
-    """The Bronze table, created up front from the pipeline's own output schema."""
-    empty_df = spark.createDataFrame([], KAFKA_SOURCE_SCHEMA).transform(with_verdict, contract, 1)
-    schema = to_bronze_rows(empty_df, contract, 0).schema
-    ensure_delta_table(spark, table, schema, BRONZE_PARTITION_COLUMNS, bronze_table_properties(contract))
-
-
 def start_bronze_query(spark: SparkSession, settings: Settings, dataset: str, *, available_now: bool = False) -> StreamingQuery:
     contract = get_contract(dataset)
     writer = BronzeBatchWriter(settings, contract)
@@ -171,42 +126,12 @@ def start_bronze_query(spark: SparkSession, settings: Settings, dataset: str, *,
     )
 
 
-def stop_gracefully(query: StreamingQuery, timeout_s: float = 60.0) -> None:
-    """Let an in-flight batch finish (it commits or never started), then stop the query."""
-    deadline = time.monotonic() + timeout_s
-    while query.isActive and query.status["isTriggerActive"] and time.monotonic() < deadline:
-        time.sleep(0.2)
-    query.stop()
-
-
-def run(settings: Settings, dataset: str, *, available_now: bool) -> int:
-    spark = build_spark_session(settings, f"streamlake-bronze-{dataset}")
-    spark.streams.addListener(ProgressLogger())
-    stop_requested = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
-    try:
-        query = start_bronze_query(spark, settings, dataset, available_now=available_now)
-        while query.isActive:
-            if stop_requested.is_set():
-                log.info("SIGTERM received: stopping after the current batch", extra={"dataset": dataset})
-                stop_gracefully(query)
-                break
-            query.awaitTermination(1)
-        return 0
-    except Exception as exc:  # noqa: BLE001 - the job's last word must say what failed
-        if stop_requested.is_set():
-            # Stopping was asked for; an in-flight batch cut short is replayed on restart (Delta's
-            # commit is atomic and its txn id skips what was already written).
-            log.info("stopped on SIGTERM", extra={"dataset": dataset, "detail": error_headline(exc)[:300]})
-            return 0
-        log.error("bronze stream failed", extra={"dataset": dataset, "error": error_headline(exc)[:2000]})
-        return 1
-    finally:
-        spark.stop()
-
-
 def main(argv: list[str] | None = None) -> int:
-    return dataset_job_main("Kafka raw topic -> Bronze Delta + DLQ, exactly once.", run, argv, "process what is in Kafka now, then exit")
+    return run_streaming_job(
+        JOB, "Kafka raw topic -> Bronze Delta + DLQ, exactly once.",
+        lambda spark, settings, dataset, available_now: [start_bronze_query(spark, settings, dataset, available_now=available_now)],
+        argv, "process what is in Kafka now, then exit",
+    )
 
 
 if __name__ == "__main__":

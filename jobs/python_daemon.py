@@ -32,7 +32,7 @@ import zipimport
 # What a worker runs: PySpark's worker itself, and what the tasks' Python code imports, Bronze's
 # verdict and DLQ sender (pydantic, the contracts, pyarrow's JSON reader, confluent-kafka) and
 # pandas, which pyarrow loads on first use.
-WORKER_MODULES = ("pyspark.worker", "pandas", "pyarrow.compute", "pyarrow.json", "pipelines.bronze", "jobs.bronze_dlq")
+WORKER_MODULES = ("pyspark.worker", "pandas", "pyarrow.compute", "pyarrow.json", "pipelines.bronze_verdict", "jobs.bronze_dlq")
 
 
 def keep_zip_directories() -> None:

@@ -12,9 +12,7 @@ idempotent, and a metric is visible within one trigger of its events reaching Br
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 import time
 
 from delta.tables import DeltaTable
@@ -23,9 +21,8 @@ from pyspark.sql.streaming import StreamingQuery
 
 from conf.settings import Settings
 from contracts.registry import get_contract
-from jobs.entrypoint import dataset_job_main
-from jobs.lakehouse_io import delta_table_exists, delta_version, error_headline
-from jobs.spark_session import build_spark_session
+from jobs.entrypoint import run_streaming_job
+from jobs.lakehouse_io import delta_table_exists, delta_version
 from pipelines.realtime_metrics import METRICS, MetricSpec, windowed_metric
 
 JOB = "realtime"
@@ -89,29 +86,12 @@ def start_metric_queries(
     return queries
 
 
-def run(settings: Settings, dataset: str, *, available_now: bool) -> int:
-    spark = build_spark_session(settings, f"streamlake-realtime-{dataset}")
-    stop_requested = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
-    try:
-        queries = start_metric_queries(spark, settings, dataset, available_now=available_now)
-        while any(q.isActive for q in queries) and not stop_requested.is_set():
-            spark.streams.awaitAnyTermination(1)
-            for q in queries:
-                if q.exception() is not None:
-                    raise RuntimeError(f"query {q.name} failed: {q.exception()}")
-        for q in queries:
-            q.stop()
-        return 0
-    except Exception as exc:  # noqa: BLE001 - the job's last word must say what failed
-        log.error("realtime metrics failed", extra={"dataset": dataset, "error": error_headline(exc)[:2000]})
-        return 1
-    finally:
-        spark.stop()
-
-
 def main(argv: list[str] | None = None) -> int:
-    return dataset_job_main("Bronze -> 1-minute real-time metrics (Delta, MERGE per window).", run, argv, "process what Bronze holds now, then exit")
+    return run_streaming_job(
+        JOB, "Bronze -> 1-minute real-time metrics (Delta, MERGE per window).",
+        lambda spark, settings, dataset, available_now: start_metric_queries(spark, settings, dataset, available_now=available_now),
+        argv, "process what Bronze holds now, then exit",
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ same reason, and no second set of rules can drift from the contract. A valid val
 in canonical JSON (the model's own serialization: UTC-zoned timestamps, decimals as text), which is
 what Spark parses into Bronze's typed columns, so Spark never meets a format only Pydantic accepts.
 
-Runs once per record inside Spark's Python workers (`pipelines.bronze`); it must not touch Spark,
+Runs once per record inside Spark's Python workers (`pipelines.bronze_verdict`); it must not touch Spark,
 the network or the environment.
 """
 

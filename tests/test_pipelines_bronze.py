@@ -15,23 +15,19 @@ from pyspark.sql.types import StructType
 
 from contracts.registry import get_contract
 from contracts.spark_schema import envelope_schema
-from pipelines import bronze
-from pipelines.bronze import (
-    KAFKA_COLUMNS,
-    KAFKA_SOURCE_SCHEMA,
+from jobs.bronze_table import bronze_dictionary_columns, bronze_table_properties
+from pipelines import bronze_verdict
+from pipelines.bronze import KAFKA_COLUMNS, KAFKA_SOURCE_SCHEMA, to_bronze_rows, with_verdict
+from pipelines.bronze_verdict import (
     UNREADABLE_REASON,
     DlqRecord,
     batch_tally,
-    bronze_dictionary_columns,
-    bronze_table_properties,
     classify_arrow_batches,
     dlq_records,
     empty_tally,
     merge_tallies,
-    to_bronze_rows,
     typed_envelopes,
     valid_arrow_rows,
-    with_verdict,
 )
 from pipelines.record_checks import judged_safely
 from tests.test_pipelines_record_checks import ORDER, changed
@@ -216,13 +212,13 @@ def test_an_invalid_row_becomes_a_dlq_record_with_its_bytes_and_headers_untouche
 
 def test_a_record_the_classifier_fails_on_goes_to_the_dlq_with_its_stack_trace(monkeypatch) -> None:
     # A value nobody foresaw, standing in for a bug in the judge: the classifier raises on it.
-    real_classifier = bronze.record_classifier
+    real_classifier = bronze_verdict.record_classifier
 
     def classifier_failing_on_boom(dataset: str, max_value_bytes: int):
         classify = real_classifier(dataset, max_value_bytes)
         return lambda value: 1 / 0 if value == b"boom" else classify(value)
 
-    monkeypatch.setattr(bronze, "record_classifier", classifier_failing_on_boom)
+    monkeypatch.setattr(bronze_verdict, "record_classifier", classifier_failing_on_boom)
 
     judged = judged_arrow_batch([changed(), b"boom", changed()], [0, 0, 0])
 
