@@ -53,6 +53,7 @@ from contracts.registry import get_contract
 from jobs.bronze_stream import start_bronze_query
 from jobs.lakehouse_io import ensure_delta_table, kafka_source_options
 from jobs.spark_session import build_spark_session, spark_submit_command, spark_submit_env
+from jobs.kafka_produce import produce_all
 from pipelines.bronze import KAFKA_SOURCE_SCHEMA
 from streamlake import synthetic
 from streamlake.topics import apply_topics, declared_topics
@@ -80,17 +81,15 @@ def produce_with_poison(settings: Settings, dataset: str, count: int) -> None:
     contract = get_contract(dataset)
     producer = Producer({**settings.kafka.producer_config(client_id="bench"), "linger.ms": 50, "batch.size": 1_000_000})
     rng = random.Random(1)
-    for event in synthetic.events(dataset, count, seed=23):
-        key, value, headers = wrap(contract, event, "bench")
-        if rng.random() < POISON_SHARE:
-            value = value[: len(value) // 2]  # a truncated record: malformed JSON
-        while True:
-            try:
-                producer.produce(contract.raw_topic, key=key, value=value, headers=headers)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
+
+    def records():
+        for event in synthetic.events(dataset, count, seed=23):
+            key, value, headers = wrap(contract, event, "bench")
+            if rng.random() < POISON_SHARE:
+                value = value[: len(value) // 2]  # a truncated record: malformed JSON
+            yield key, value, headers
+
+    produce_all(producer, contract.raw_topic, records())
     assert producer.flush(120) == 0
 
 

@@ -19,7 +19,6 @@ import gc
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -35,8 +34,10 @@ from fastapi import FastAPI, Request, Response
 
 from bench.harness import BenchContext, Measurement, machine_cpu_s, process_tree_cpu_s
 from conf.settings import Settings
+from streamlake.ports import free_port
 from contracts.envelope import wrap
 from contracts.registry import get_contract
+from jobs.kafka_produce import produce_all
 from streamlake import synthetic
 from streamlake.topics import apply_topics, declared_topics
 
@@ -233,16 +234,10 @@ def _broker_pid(ctx: BenchContext) -> int | None:
 # -- servers -----------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def uvicorn_server(target: str, settings: Settings, log_dir: Path) -> Iterator[tuple[int, int]]:
     """`uvicorn --factory <target>` on a free port with the bench's server settings; always stopped."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "STREAMLAKE_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap}
     command = [sys.executable, "-m", "uvicorn", "--factory", target, "--host", "127.0.0.1", "--port", str(port),
                "--workers", str(SERVER_WORKERS), *UVICORN_FLAGS]
@@ -287,14 +282,8 @@ def raw_producer_events_per_s(settings: Settings, records: list[tuple[bytes, byt
         failures += err is not None
 
     started = time.perf_counter()
-    for key, value, headers in itertools.islice(itertools.cycle(records), RAW_EVENTS):
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.01)
-        producer.poll(0)
+    produce_all(producer, topic, itertools.islice(itertools.cycle(records), RAW_EVENTS), on_delivery=on_delivery,
+                wait_for_room_s=0.01)
     remaining = producer.flush(120)
     elapsed = time.perf_counter() - started
     if remaining or failures:

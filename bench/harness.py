@@ -20,6 +20,7 @@ import psutil
 
 from conf.settings import Settings, load_settings
 from streamlake.kafka_broker import LocalBroker
+from streamlake.ports import free_port
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -112,14 +113,6 @@ def machine_cpu_s() -> tuple[float, float]:
     return times.user + times.nice + times.system + times.irq + times.softirq, times.steal
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def bench_context() -> Iterator[BenchContext]:
     """A private broker on free loopback ports and a scratch lakehouse, stopped at the end."""
@@ -127,8 +120,8 @@ def bench_context() -> Iterator[BenchContext]:
         workdir = Path(tmp)
         base = load_settings()
         broker = LocalBroker(
-            data_dir=workdir / "kafka", jars_dir=base.jvm.kafka_jars_dir, port=_free_port(),
-            controller_port=_free_port(), heap="1g",
+            data_dir=workdir / "kafka", jars_dir=base.jvm.kafka_jars_dir, port=free_port(),
+            controller_port=free_port(), heap="1g",
         )
         broker.start(tie_to_parent=True)
         try:

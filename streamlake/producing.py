@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from conf.settings import Settings
 from contracts.envelope import wrap
 from contracts.registry import get_contract
+from jobs.kafka_produce import produce_all
 
 
 class ProduceError(RuntimeError):
@@ -30,17 +31,8 @@ def produce_events(settings: Settings, dataset: str, events: Iterable[BaseModel]
         if err is not None:
             failures.append(f"{msg.topic()} key={msg.key()!r}: {err.str()}")
 
-    sent = 0
-    for event in events:
-        key, value, headers = wrap(contract, event, producer_id)
-        while True:
-            try:
-                producer.produce(contract.raw_topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.5)  # local queue full: let deliveries drain, then retry
-        producer.poll(0)
-        sent += 1
+    wrapped = (wrap(contract, event, producer_id) for event in events)
+    sent = produce_all(producer, contract.raw_topic, wrapped, on_delivery=on_delivery)
     remaining = producer.flush(60)
     if remaining or failures:
         raise ProduceError(f"{remaining} undelivered, {len(failures)} failed: {failures[:5]}")

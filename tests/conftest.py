@@ -7,7 +7,6 @@ that cannot start fails the tests that need it with a message naming it; nothing
 from __future__ import annotations
 
 import os
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,14 +17,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from conf.settings import Settings, load_settings
 from streamlake.kafka_broker import BrokerError, LocalBroker
+from streamlake.ports import free_port
 
 TEST_BROKER_HEAP = "384m"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -25,7 +25,8 @@ from conf.settings import Settings
 from ingest_api.app import create_app
 from ingest_api.producer import DeliveryBridge
 from streamlake.kafka_broker import LocalBroker
-from tests.conftest import free_port, start_broker
+from streamlake.ports import free_port
+from tests.conftest import start_broker
 from tests.test_ingest_api_support import (  # noqa: F401 - fixtures
     BATCH_URL,
     EVENTS_URL,

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from conf.settings import Settings
 from ingest_api.dependencies import IngestServiceDep
 from ingest_api.routes.events import IngestRoute
-from tests.conftest import free_port
+from streamlake.ports import free_port
 from tests.test_ingest_api_support import (  # noqa: F401 - fixtures
     BATCH_URL,
     EVENTS_URL,

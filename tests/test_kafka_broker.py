@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from streamlake.ports import free_port
 
 
 def _pids_of(properties_file: Path) -> list[int]:
