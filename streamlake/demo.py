@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from confluent_kafka import Producer
@@ -23,56 +22,13 @@ from contracts.envelope import wrap
 from contracts.registry import DatasetContract
 from streamlake import synthetic
 from streamlake.kafka_broker import LocalBroker
-from streamlake.kafka_inspect import partition_offsets
 from streamlake.producing import produce_events
 from streamlake.topics import apply_topics, declared_topics
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from streamlake.reconcile import DatasetReconciliation
 
 DEMO_PRODUCER = "streamlake-demo"
-
-
-@dataclass(frozen=True)
-class PartitionLanding:
-    """Where one raw partition's records landed: Bronze rows, DLQ records (deduplicated by source
-    offset: a DLQ record may repeat after a crash), and the offsets the two cover together."""
-
-    bronze_rows: int
-    dlq_records: int
-    distinct_offsets: int
-    lowest_offset: int
-    highest_offset: int
-
-
-@dataclass(frozen=True)
-class DatasetSummary:
-    dataset: str
-    offsets_by_partition: dict[int, tuple[int, int]]
-    landed_by_partition: dict[int, PartitionLanding]
-    dlq_reasons: dict[str, int]
-    bronze_path: str
-
-    @property
-    def topic_messages(self) -> int:
-        return sum(high - low for low, high in self.offsets_by_partition.values())
-
-    @property
-    def reconciled(self) -> bool:
-        """Every raw offset is in Bronze or in the DLQ, once, and nothing else is: as many records
-        as offsets, all distinct, all inside the partition's range."""
-        if not set(self.landed_by_partition) <= set(self.offsets_by_partition):
-            return False
-        for partition, (low, high) in self.offsets_by_partition.items():
-            landed = self.landed_by_partition.get(partition)
-            if landed is None:
-                if high > low:
-                    return False
-                continue
-            if not (landed.bronze_rows + landed.dlq_records == landed.distinct_offsets == high - low
-                    and low <= landed.lowest_offset and landed.highest_offset < high):
-                return False
-        return True
 
 
 def poison_pills(contract: DatasetContract, seed: int = 5) -> list[tuple[str, bytes, bytes]]:
@@ -99,7 +55,7 @@ def produce_poison_pills(settings: Settings, contract: DatasetContract) -> list[
     return [kind for kind, _, _ in pills]
 
 
-def run_demo(settings: Settings, events_per_dataset: int, echo: Callable[[str], None] = print) -> list[DatasetSummary]:
+def run_demo(settings: Settings, events_per_dataset: int, echo: Callable[[str], None] = print) -> list[DatasetReconciliation]:
     broker = LocalBroker.from_settings(settings)
     uses_local_broker = settings.kafka.bootstrap_servers is None
     started_here = uses_local_broker and broker.status().pid is None
@@ -122,27 +78,11 @@ def run_demo(settings: Settings, events_per_dataset: int, echo: Callable[[str], 
     return summaries
 
 
-def still_in_kafka(landed_df: DataFrame, offsets: dict[int, tuple[int, int]]) -> DataFrame:
-    """The rows of `landed_df` (`partition`, `offset` of a raw record) whose offset Kafka still holds.
-
-    Retention deletes a raw topic's oldest records, while Bronze and the DLQ (kept longer) keep what
-    came of them: those offsets are no longer in the topic, so they are out of its reconciliation.
-    Rows of a partition Kafka does not list stay in, and fail it.
-    """
-    from pyspark.sql import functions as F
-
-    low = F.coalesce(*[F.when(F.col("partition") == p, F.lit(first)) for p, (first, _) in offsets.items()], F.lit(0))
-    return landed_df.filter(F.col("offset") >= low)
-
-
-def _run_bronze(settings: Settings, echo: Callable[[str], None]) -> list[DatasetSummary]:
+def _run_bronze(settings: Settings, echo: Callable[[str], None]) -> list[DatasetReconciliation]:
     # Imported here so that `streamlake kafka ...` and `topics ...` never pay for starting Spark.
-    from pyspark.sql import functions as F
-
     from jobs.bronze_stream import start_bronze_query
-    from jobs.lakehouse_io import read_kafka_batch
     from jobs.spark_session import build_spark_session
-    from pipelines.bronze import dlq_header
+    from streamlake.reconcile import reconcile_dataset
 
     spark = build_spark_session(settings, "streamlake-demo")
     summaries = []
@@ -153,36 +93,7 @@ def _run_bronze(settings: Settings, echo: Callable[[str], None]) -> list[Dataset
             query.awaitTermination()
             if query.exception() is not None:
                 raise RuntimeError(f"the Bronze job for {dataset} failed: {query.exception()}")
-            bronze_path = settings.lakehouse.table_uri("bronze", dataset)
-            offsets = {o.partition: (o.low, o.high) for o in partition_offsets(settings, contract.raw_topic)}
-            bronze_df = spark.read.format("delta").load(bronze_path).select(
-                F.col("kafka_partition").alias("partition"), F.col("kafka_offset").alias("offset"), F.lit("bronze").alias("landed_in")
-            ).transform(still_in_kafka, offsets)
-            dlq_df = (
-                read_kafka_batch(spark, settings, contract.dlq_topic)
-                .select(dlq_header("source.topic").alias("topic"), dlq_header("source.partition").cast("int").alias("partition"),
-                        dlq_header("source.offset").cast("long").alias("offset"), dlq_header("error.class").alias("error_class"))
-                .filter(F.col("topic") == contract.raw_topic)
-                .transform(still_in_kafka, offsets)
-                .dropDuplicates(["partition", "offset"])
-                .cache()  # read from Kafka once, for the reconciliation and the reasons alike
-            )
-            landed = (
-                bronze_df.unionByName(dlq_df.select("partition", "offset", F.lit("dlq").alias("landed_in")))
-                .groupBy("partition")
-                .agg(F.count_if(F.col("landed_in") == "bronze").alias("bronze_rows"),
-                     F.count_if(F.col("landed_in") == "dlq").alias("dlq_records"),
-                     F.count_distinct("offset").alias("distinct_offsets"),
-                     F.min("offset").alias("lowest_offset"), F.max("offset").alias("highest_offset"))
-                .collect()
-            )
-            reasons = {r["error_class"]: r["count"] for r in dlq_df.groupBy("error_class").count().collect()}
-            dlq_df.unpersist()
-            summaries.append(DatasetSummary(
-                dataset, offsets,
-                {r["partition"]: PartitionLanding(**{k: v for k, v in r.asDict().items() if k != "partition"}) for r in landed},
-                dict(sorted(reasons.items())), bronze_path,
-            ))
+            summaries.append(reconcile_dataset(spark, settings, contract))
     finally:
         spark.stop()
     for summary in summaries:
@@ -190,18 +101,16 @@ def _run_bronze(settings: Settings, echo: Callable[[str], None]) -> list[Dataset
     return summaries
 
 
-def format_summary(summary: DatasetSummary) -> str:
+def format_summary(summary: DatasetReconciliation) -> str:
     contract = DATASETS[summary.dataset]
-    bronze_rows = sum(landed.bronze_rows for landed in summary.landed_by_partition.values())
-    dlq_records = sum(landed.dlq_records for landed in summary.landed_by_partition.values())
     lines = [
-        f"{contract.raw_topic}: {summary.topic_messages} messages in Kafka -> {bronze_rows} Bronze rows "
-        f"({summary.bronze_path}) + {dlq_records} DLQ records ({contract.dlq_topic})"
+        f"{contract.raw_topic}: {summary.messages} messages in Kafka -> {summary.bronze_rows} Bronze rows "
+        f"({summary.bronze_path}) + {summary.dlq_records} DLQ records ({contract.dlq_topic})"
     ]
-    for partition, (low, high) in sorted(summary.offsets_by_partition.items()):
-        landed = summary.landed_by_partition.get(partition, PartitionLanding(0, 0, 0, low, low))
-        lines.append(f"  partition {partition}: offsets [{low}, {high}) -> {landed.bronze_rows} Bronze rows + "
-                     f"{landed.dlq_records} DLQ records")
+    for p in summary.partitions:
+        kafka_range = f"offsets [{p.low}, {p.high})" if p.low is not None else "not a partition Kafka lists"
+        verdict = "" if p.is_reconciled else "  DOES NOT RECONCILE"
+        lines.append(f"  partition {p.partition}: {kafka_range} -> {p.bronze_rows} Bronze rows + {p.dlq_records} DLQ records{verdict}")
     reasons = ", ".join(f"{error_class} {n}" for error_class, n in summary.dlq_reasons.items()) or "none"
     lines.append(f"  DLQ reasons: {reasons}")
     return "\n".join(lines)

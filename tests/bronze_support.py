@@ -1,17 +1,15 @@
 """Helpers shared by the Bronze tests: producing records with known coordinates, reading the DLQ,
-and reconciling Kafka offsets against Bronze and the DLQ."""
+and the Parquet encodings of a table's files."""
 
 from __future__ import annotations
 
 import copy
 import json
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, Producer, TopicPartition
-from pyspark.sql import SparkSession
 
 from conf.settings import Settings
 from contracts.envelope import wrap
@@ -97,37 +95,6 @@ def read_topic(settings: Settings, topic: str, timeout_s: float = 30.0) -> list:
 
 def dlq_headers(msg) -> dict[str, str]:
     return {k: v.decode() for k, v in msg.headers() or [] if k.startswith("dlq.")}
-
-
-def reconcile(spark: SparkSession, settings: Settings, contract: DatasetContract) -> dict:
-    """Every offset of the raw topic, counted in Bronze and in the DLQ (deduplicated by source)."""
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": "tests-reader"})
-    try:
-        partitions = consumer.list_topics(contract.raw_topic, timeout=10).topics[contract.raw_topic].partitions
-        expected = set()
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(contract.raw_topic, p), timeout=10)
-            expected |= {(p, o) for o in range(low, high)}
-    finally:
-        consumer.close()
-    table = settings.lakehouse.table_uri("bronze", contract.name)
-    bronze = Counter(
-        (r.kafka_partition, r.kafka_offset)
-        for r in spark.read.format("delta").load(table).select("kafka_partition", "kafka_offset").collect()
-    )
-    dlq = {
-        (int(h["dlq.source.partition"]), int(h["dlq.source.offset"]))
-        for h in (dlq_headers(m) for m in read_topic(settings, contract.dlq_topic))
-        if h["dlq.source.topic"] == contract.raw_topic
-    }
-    return {
-        "expected": expected,
-        "in_bronze": set(bronze),
-        "bronze_duplicates": {k: n for k, n in bronze.items() if n > 1},
-        "in_dlq": dlq,
-        "missing": expected - set(bronze) - dlq,
-        "in_both": set(bronze) & dlq,
-    }
 
 
 DICTIONARY_ENCODINGS = frozenset({"PLAIN_DICTIONARY", "RLE_DICTIONARY"})

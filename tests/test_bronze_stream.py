@@ -17,12 +17,15 @@ from pyspark.sql import SparkSession
 
 from conf.settings import Settings, load_settings
 from contracts.registry import get_contract
-from jobs.bronze_stream import BronzeBatchWriter, create_bronze_table, start_bronze_query
+from jobs.bronze_stream import BronzeBatchWriter, start_bronze_query
+from jobs.bronze_table import create_bronze_table
 from jobs.lakehouse_io import CheckpointMismatchError, StoreUnavailableError, delta_txn_version
 from pipelines.bronze import KAFKA_SOURCE_SCHEMA
 from streamlake import synthetic
+from streamlake.demo import format_summary
+from streamlake.ports import free_port
+from streamlake.reconcile import reconcile_dataset
 from streamlake.topics import apply_topics, declared_topics
-from tests.conftest import free_port
 from tests.bronze_support import (
     DELETE,
     DICTIONARY_ENCODINGS,
@@ -31,7 +34,6 @@ from tests.bronze_support import (
     parquet_encodings,
     produce_raw,
     read_topic,
-    reconcile,
 )
 
 MAX_VALUE_BYTES = 4096
@@ -134,19 +136,17 @@ def test_every_offset_is_in_bronze_or_the_dlq_exactly_once(
     with caplog.at_level(logging.INFO, logger="streamlake.bronze"):
         run_available_now(spark, bronze_settings, "orders")
         run_available_now(spark, bronze_settings, "orders")  # a restart finds nothing new to do
-    result = reconcile(spark, bronze_settings, ORDERS)
-    assert (result["missing"], result["bronze_duplicates"], result["in_both"]) == (set(), {}, set())
-    assert result["in_bronze"] | result["in_dlq"] == result["expected"]
+    result = reconcile_dataset(spark, bronze_settings, ORDERS)
+    assert result.reconciled, format_summary(result)
 
     # The batch logs count what the tasks judged: every offset once, each invalid one by its class.
     batches = [r for r in caplog.records if r.getMessage() == "bronze batch committed"]
     dlq_classes = {(int(h["dlq.source.partition"]), int(h["dlq.source.offset"])): h["dlq.error.class"]
                    for h in map(dlq_headers, read_topic(bronze_settings, ORDERS.dlq_topic))}
-    assert sum(b.rows for b in batches) == len(result["expected"])
-    assert sum(b.valid for b in batches) == len(result["in_bronze"])
+    assert sum(b.rows for b in batches) == result.messages
+    assert sum(b.valid for b in batches) == result.bronze_rows
     assert sum((Counter(b.dlq_reasons) for b in batches), Counter()) == Counter(dlq_classes.values())
-    first_and_last = {str(p): [min(o for q, o in result["expected"] if q == p), max(o for q, o in result["expected"] if q == p)]
-                      for p in {p for p, _ in result["expected"]}}
+    first_and_last = {str(p.partition): [p.low, p.high - 1] for p in result.partitions if p.messages}
     assert {p: [min(b.offsets[p][0] for b in batches if p in b.offsets), max(b.offsets[p][1] for b in batches if p in b.offsets)]
             for p in first_and_last} == first_and_last
 

@@ -9,7 +9,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -17,7 +16,7 @@ from conf.settings import Settings
 from contracts import DATASETS
 from jobs.lakehouse_io import read_kafka_batch
 from pipelines.bronze import dlq_header
-from streamlake.demo import DEMO_PRODUCER, DatasetSummary, PartitionLanding, still_in_kafka
+from streamlake.demo import DEMO_PRODUCER
 from streamlake.kafka_inspect import partition_offsets
 
 EVENTS = 40
@@ -65,30 +64,3 @@ def test_demo_runs_bronze_and_reconciles_kafka_with_bronze_and_the_dlq(
         )
         total = sum(p.messages for p in offsets)
         assert re.search(rf"^{re.escape(contract.raw_topic)}: {total} messages in Kafka -> \d+ Bronze rows ", out, re.M)
-
-
-def summary_of(landed: PartitionLanding) -> DatasetSummary:
-    return DatasetSummary("orders", {0: (10, 14)}, {0: landed}, {}, "file:///lake/bronze/orders")
-
-
-def test_reconciliation_holds_only_when_each_offset_landed_once() -> None:
-    # Partition 0 holds offsets 10..13: four records, four distinct offsets, inside the range.
-    assert summary_of(PartitionLanding(bronze_rows=3, dlq_records=1, distinct_offsets=4, lowest_offset=10, highest_offset=13)).reconciled
-    # Offset 12 in Bronze twice, offset 13 nowhere: the counts still add up, the distinct offsets do not.
-    assert not summary_of(PartitionLanding(4, 0, 3, 10, 12)).reconciled
-    # Offset 11 both in Bronze and in the DLQ.
-    assert not summary_of(PartitionLanding(3, 1, 3, 10, 12)).reconciled
-    # An offset outside the partition's range.
-    assert not summary_of(PartitionLanding(4, 0, 4, 10, 14)).reconciled
-    # Nothing landed from a partition that has records.
-    assert not DatasetSummary("orders", {0: (10, 14)}, {}, {}, "file:///lake/bronze/orders").reconciled
-
-
-def test_offsets_retention_deleted_from_kafka_are_out_of_the_reconciliation(spark: SparkSession) -> None:
-    landed = spark.createDataFrame([(0, 3), (0, 4), (1, 0), (2, 7)], "partition int, offset long")
-    # Partition 0 now starts at 4 (offsets 0-3 aged out), partition 1 at 0; Kafka lists no partition 2.
-    assert_df_equality(
-        still_in_kafka(landed, {0: (4, 9), 1: (0, 2)}),
-        spark.createDataFrame([(0, 4), (1, 0), (2, 7)], "partition int, offset long"),
-        ignore_row_order=True,
-    )

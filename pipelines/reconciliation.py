@@ -1,0 +1,94 @@
+"""Kafka against Bronze + DLQ: did every raw record land exactly once (pure)?
+
+Bronze's accounting: each offset of a raw topic is one Bronze row or one DLQ record, never both,
+never twice, and nothing lands that Kafka did not hold. DLQ records may repeat after a crash (the
+DLQ is at least once); they are counted once per source coordinates, as DLQ readers dedupe them.
+Retention deletes a raw topic's oldest records while Bronze and the DLQ (kept longer) keep what came
+of them: offsets below a partition's low watermark are out of its reconciliation.
+
+Grain of `reconciliation_by_partition`: one row per raw partition, key `partition`.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from pipelines.bronze import dlq_header
+
+BRONZE, DLQ = "bronze", "dlq"
+
+
+def landed_offsets(bronze_df: DataFrame, dlq_df: DataFrame, raw_topic: str) -> DataFrame:
+    """(partition, offset, landed_in, error_class) of each raw record of `raw_topic` that Bronze or
+    the DLQ holds; `error_class` is the DLQ's reason (null for Bronze rows).
+
+    `bronze_df` is the Bronze table; `dlq_df` the DLQ topic read back (Spark's Kafka source, with
+    headers); DLQ records count once per source coordinates.
+    """
+    bronze_landed_df = bronze_df.select(
+        F.col("kafka_partition").alias("partition"),
+        F.col("kafka_offset").alias("offset"),
+        F.lit(BRONZE).alias("landed_in"),
+        F.lit(None).cast("string").alias("error_class"),
+    )
+    dlq_landed_df = (
+        dlq_df.select(
+            dlq_header("source.topic").alias("topic"),
+            dlq_header("source.partition").cast("int").alias("partition"),
+            dlq_header("source.offset").cast("long").alias("offset"),
+            dlq_header("error.class").alias("error_class"),
+        )
+        .filter(F.col("topic") == F.lit(raw_topic))
+        .dropDuplicates(["partition", "offset"])  # a crash may repeat a DLQ record, never its verdict
+        .select("partition", "offset", F.lit(DLQ).alias("landed_in"), "error_class")
+    )
+    return bronze_landed_df.unionByName(dlq_landed_df)
+
+
+def _is_reconciled(low: Column, high: Column, bronze_rows: Column, dlq_records: Column, distinct_offsets: Column,
+                   lowest_offset: Column, highest_offset: Column) -> Column:
+    is_listed_by_kafka = low.isNotNull()
+    is_each_offset_once = (bronze_rows + dlq_records == distinct_offsets) & (distinct_offsets == high - low)
+    is_inside_range = (distinct_offsets == 0) | ((lowest_offset >= low) & (highest_offset < high))
+    return is_listed_by_kafka & is_each_offset_once & is_inside_range
+
+
+def reconciliation_by_partition(landed_df: DataFrame, kafka_offsets_df: DataFrame) -> DataFrame:
+    """Per raw partition: Kafka's range [low, high), what landed of it, and whether it reconciles.
+
+    `landed_df` as `landed_offsets` gives it; `kafka_offsets_df` (partition, low, high) the raw
+    topic's watermarks. A partition Kafka does not list but records claim to come from is kept (with
+    null `low`/`high`), and fails.
+    """
+    ranges_df = kafka_offsets_df.select(F.col("partition").cast("int"), F.col("low").cast("long"), F.col("high").cast("long"))
+    is_still_in_kafka = F.col("low").isNull() | (F.col("offset") >= F.col("low"))
+    counts_df = (
+        landed_df.join(ranges_df.select("partition", "low"), on="partition", how="left")
+        .filter(is_still_in_kafka)
+        .groupBy("partition")
+        .agg(
+            F.count_if(F.col("landed_in") == F.lit(BRONZE)).alias("bronze_rows"),
+            F.count_if(F.col("landed_in") == F.lit(DLQ)).alias("dlq_records"),
+            F.count_distinct("offset").alias("distinct_offsets"),
+            F.min("offset").alias("lowest_offset"),
+            F.max("offset").alias("highest_offset"),
+        )
+    )
+    joined_df = ranges_df.join(counts_df, on="partition", how="full_outer")
+    bronze_rows, dlq_records, distinct_offsets = (F.coalesce(F.col(c), F.lit(0)) for c in ("bronze_rows", "dlq_records", "distinct_offsets"))
+    return joined_df.select(
+        F.col("partition").cast("int"),
+        F.col("low"),
+        F.col("high"),
+        bronze_rows.cast("long").alias("bronze_rows"),
+        dlq_records.cast("long").alias("dlq_records"),
+        distinct_offsets.cast("long").alias("distinct_offsets"),
+        F.col("lowest_offset"),
+        F.col("highest_offset"),
+        F.coalesce(
+            _is_reconciled(F.col("low"), F.col("high"), bronze_rows, dlq_records, distinct_offsets,
+                           F.col("lowest_offset"), F.col("highest_offset")),
+            F.lit(False),
+        ).alias("is_reconciled"),
+    )

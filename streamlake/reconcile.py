@@ -1,0 +1,83 @@
+"""Reconciling a dataset's raw topic against Bronze and the DLQ, as `make demo` and the tests do.
+
+Reads Kafka's watermarks, the Bronze table and the DLQ topic, then applies the pure accounting of
+`pipelines.reconciliation`. Read-only: it commits no offset and writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from conf.settings import Settings
+from contracts.registry import DatasetContract
+from jobs.lakehouse_io import read_kafka_batch
+from pipelines.reconciliation import DLQ, landed_offsets, reconciliation_by_partition
+from streamlake.kafka_inspect import partition_offsets
+
+
+@dataclass(frozen=True)
+class PartitionReconciliation:
+    """One raw partition: Kafka's range [low, high) and what landed of it (see the pipeline)."""
+
+    partition: int
+    low: int | None
+    high: int | None
+    bronze_rows: int
+    dlq_records: int
+    distinct_offsets: int
+    lowest_offset: int | None
+    highest_offset: int | None
+    is_reconciled: bool
+
+    @property
+    def messages(self) -> int:
+        return (self.high or 0) - (self.low or 0)
+
+
+@dataclass(frozen=True)
+class DatasetReconciliation:
+    dataset: str
+    bronze_path: str
+    partitions: list[PartitionReconciliation]
+    dlq_reasons: dict[str, int]  # DLQ records by error class, once per source coordinates
+
+    @property
+    def reconciled(self) -> bool:
+        return all(p.is_reconciled for p in self.partitions)
+
+    @property
+    def bronze_rows(self) -> int:
+        return sum(p.bronze_rows for p in self.partitions)
+
+    @property
+    def dlq_records(self) -> int:
+        return sum(p.dlq_records for p in self.partitions)
+
+    @property
+    def messages(self) -> int:
+        return sum(p.messages for p in self.partitions)
+
+
+def reconcile_dataset(spark: SparkSession, settings: Settings, contract: DatasetContract) -> DatasetReconciliation:
+    """Every offset Kafka holds of the raw topic, against the Bronze rows and DLQ records from it."""
+    bronze_path = settings.lakehouse.table_uri("bronze", contract.name)
+    kafka_offsets_df = spark.createDataFrame(
+        [(o.partition, o.low, o.high) for o in partition_offsets(settings, contract.raw_topic)], "partition int, low long, high long",
+    )
+    landed_df = landed_offsets(
+        spark.read.format("delta").load(bronze_path), read_kafka_batch(spark, settings, contract.dlq_topic), contract.raw_topic,
+    ).cache()  # Bronze and the DLQ are read once, for the accounting and the reasons alike
+    try:
+        partitions = [
+            PartitionReconciliation(**row.asDict())
+            for row in landed_df.transform(reconciliation_by_partition, kafka_offsets_df).orderBy("partition").collect()
+        ]
+        reasons = landed_df.filter(F.col("landed_in") == F.lit(DLQ)).groupBy("error_class").count().collect()
+    finally:
+        landed_df.unpersist()
+    return DatasetReconciliation(
+        contract.name, bronze_path, partitions, dict(sorted((r["error_class"], r["count"]) for r in reasons)),
+    )

@@ -1,0 +1,81 @@
+"""Kafka against Bronze + DLQ, on tiny inline frames: which records landed where, and which raw
+partitions reconcile (each offset Kafka holds landed exactly once, nothing else did)."""
+
+from __future__ import annotations
+
+from chispa import assert_df_equality
+from pyspark.sql import SparkSession
+
+from pipelines.bronze import KAFKA_SOURCE_SCHEMA
+from pipelines.reconciliation import landed_offsets, reconciliation_by_partition
+
+RAW = "streamlake.orders.raw"
+LANDED_SCHEMA = "partition int, offset long, landed_in string, error_class string"
+RECONCILIATION_SCHEMA = (
+    "partition int, low long, high long, bronze_rows long, dlq_records long, distinct_offsets long, "
+    "lowest_offset long, highest_offset long, is_reconciled boolean"
+)
+
+
+def dlq_row(source_topic: str, partition: int, offset: int, error_class: str, dlq_offset: int):
+    headers = [("streamlake.producer", b"tests"), ("dlq.error.class", error_class.encode()),
+               ("dlq.source.topic", source_topic.encode()), ("dlq.source.partition", str(partition).encode()),
+               ("dlq.source.offset", str(offset).encode())]
+    return (None, b"{", "streamlake.orders.dlq", 0, dlq_offset, None, 0, headers)
+
+
+def test_landed_offsets_count_a_repeated_dlq_record_once_and_only_this_raw_topic(spark: SparkSession) -> None:
+    bronze_df = spark.createDataFrame([(0, 10), (1, 3)], "kafka_partition int, kafka_offset long")
+    dlq_df = spark.createDataFrame(
+        [
+            dlq_row(RAW, 0, 11, "malformed_json", 0),
+            dlq_row(RAW, 0, 11, "malformed_json", 1),  # sent again by a retried batch
+            dlq_row("streamlake.user_events.raw", 0, 12, "wrong_type", 2),  # another topic's record
+        ],
+        KAFKA_SOURCE_SCHEMA,
+    )
+
+    assert_df_equality(
+        landed_offsets(bronze_df, dlq_df, RAW),
+        spark.createDataFrame([(0, 10, "bronze", None), (1, 3, "bronze", None), (0, 11, "dlq", "malformed_json")], LANDED_SCHEMA),
+        ignore_row_order=True, ignore_nullable=True,
+    )
+
+
+def test_a_partition_reconciles_only_when_each_offset_kafka_holds_landed_once(spark: SparkSession) -> None:
+    kafka_offsets_df = spark.createDataFrame(
+        [(0, 10, 14), (1, 0, 3), (2, 5, 7), (3, 0, 0), (4, 0, 2), (6, 0, 2), (7, 0, 2)], "partition int, low long, high long",
+    )
+    landed = [
+        # 0: offsets 10-13, three in Bronze and one in the DLQ.
+        (0, 10, "bronze"), (0, 11, "bronze"), (0, 12, "bronze"), (0, 13, "dlq"),
+        # 1: offset 1 in Bronze twice, offset 2 nowhere: the counts add up, the distinct offsets do not.
+        (1, 0, "bronze"), (1, 1, "bronze"), (1, 1, "bronze"),
+        # 2: offset 4 aged out of Kafka (its Bronze row stays, out of the accounting); 5 and 6 landed.
+        (2, 4, "bronze"), (2, 5, "bronze"), (2, 6, "dlq"),
+        # 3: an empty partition, nothing landed. 4: two records in Kafka, nothing landed.
+        # 5: a row from a partition Kafka does not list.
+        (5, 0, "bronze"),
+        # 6: a DLQ record for an offset past the partition's end.
+        (6, 0, "bronze"), (6, 1, "dlq"), (6, 2, "dlq"),
+        # 7: offset 1 both in Bronze and in the DLQ.
+        (7, 0, "bronze"), (7, 1, "bronze"), (7, 1, "dlq"),
+    ]
+    landed_df = spark.createDataFrame([(*row, None) for row in landed], LANDED_SCHEMA)
+
+    expected_df = spark.createDataFrame(
+        [
+            (0, 10, 14, 3, 1, 4, 10, 13, True),
+            (1, 0, 3, 3, 0, 2, 0, 1, False),
+            (2, 5, 7, 1, 1, 2, 5, 6, True),
+            (3, 0, 0, 0, 0, 0, None, None, True),
+            (4, 0, 2, 0, 0, 0, None, None, False),
+            (5, None, None, 1, 0, 1, 0, 0, False),
+            (6, 0, 2, 1, 2, 3, 0, 2, False),
+            (7, 0, 2, 2, 1, 2, 0, 1, False),
+        ],
+        RECONCILIATION_SCHEMA,
+    )
+    assert_df_equality(
+        reconciliation_by_partition(landed_df, kafka_offsets_df), expected_df, ignore_row_order=True, ignore_nullable=True,
+    )
