@@ -45,10 +45,6 @@ class Envelope(EnvelopeMetadata, Generic[PayloadT]):
     payload: PayloadT
 
 
-def header_name(field: str) -> str:
-    return HEADER_PREFIX + field
-
-
 @cache
 def envelope_model(payload_model: type[BaseModel]) -> type[Envelope]:
     """The envelope class of one payload model, built once and kept.

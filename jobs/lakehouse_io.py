@@ -56,13 +56,6 @@ def read_kafka_batch(
     )
 
 
-def overwrite_delta(df: DataFrame, path: str, partition_by: list[str] | None = None) -> None:
-    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    writer.save(path)
-
-
 def append_delta_idempotent(
     df: DataFrame, path: str, app_id: str, version: int, partition_by: list[str] | None = None
 ) -> None:
