@@ -17,6 +17,12 @@ from conf.settings import VAR_DIR, ConfigError, Settings
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+PROJECT_DAEMON = "jobs.python_daemon"
+
+
+def is_local_master(master: str) -> bool:
+    """`local[...]` or `local-cluster[...]`: every task runs on this machine, in this environment."""
+    return master.startswith("local")
 
 
 def spark_jars(settings: Settings) -> list[Path]:
@@ -44,23 +50,21 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={VAR_DIR / 'derby'}",
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.ui.showConsoleProgress": "false",
-        # Cached frames here are micro-batches held for seconds between their outputs (Bronze):
-        # compressing them costs more CPU than the memory it saves.
-        "spark.sql.inMemoryColumnarStorage.compressed": "false",
-        # Python workers start from our daemon, which spares every task a re-read of the zips on
-        # the workers' path (`jobs.python_daemon`): ~150 ms a task on Python 3.11.
-        "spark.python.daemon.module": "jobs.python_daemon",
     }
-    if spark.master.startswith("local"):
+    if is_local_master(spark.master):
         # A local driver talks only to itself: bind to loopback rather than guess a network address.
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
+        # Python workers start from our daemon, which spares every task per-task costs
+        # (`jobs.python_daemon`). Only where the project is installed for sure: a cluster's
+        # executors may not have it, and keep Spark's own daemon unless `spark.conf` names ours.
+        conf["spark.python.daemon.module"] = PROJECT_DAEMON
     conf.update(spark.conf)
     return conf
 
 
 def build_spark_session(settings: Settings, app_name: str) -> SparkSession:
-    if settings.spark.master.startswith("local"):
+    if is_local_master(settings.spark.master):
         # Python workers (Bronze's contract checks run in them) need this interpreter, where the
         # project and its packages are installed; PySpark reads only the environment for it.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -88,7 +92,7 @@ def spark_submit_command(settings: Settings, application: Path, *args: str) -> l
     """`spark-submit` with the same configuration as `build_spark_session`."""
     spark_submit = Path(sys.executable).parent / "spark-submit"
     conf = spark_conf(settings)
-    if settings.spark.master.startswith("local"):
+    if is_local_master(settings.spark.master):
         # The driver must run in this environment, where the project and its packages are installed.
         conf.setdefault("spark.pyspark.python", sys.executable)
         conf.setdefault("spark.pyspark.driver.python", sys.executable)
