@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title=TITLE, version=VERSION, description=DESCRIPTION, lifespan=lifespan)
     app.state.ingest = IngestService(settings)
     app.add_exception_handler(ApiError, handle_api_error)  # type: ignore[arg-type]
-    # Auth guards the ingest routes only: their handler checks the token (see routes/events.py).
+    # Auth guards the ingest routes only: their service dependency checks the token.
     app.include_router(events.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _openapi_with_contracts(app: FastAPI, settings: Settings) -> dict[str, Any]:
     """OpenAPI with the request bodies and the bearer scheme, which FastAPI cannot infer: the ingest
-    routes read raw bytes and check the token in their handler."""
+    routes read raw bytes and check the token in their service dependency."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)

@@ -1,7 +1,7 @@
 """Optional bearer-token auth for the ingest routes (off when `api.auth_tokens` is empty).
 
-Owns the token check and how OpenAPI describes it. The ingest routes call `BearerAuth.check` in
-their handler (they run no FastAPI dependencies, see `routes/events.py`); the probes (`/healthz`,
+Owns the token check and how OpenAPI describes it. The ingest routes' service dependency
+(`ingest_api.dependencies.get_authorized_ingest_service`) calls `BearerAuth.check`; the probes (`/healthz`,
 `/readyz`) never do, and an auth-less deployment has no `BearerAuth` at all, so it pays nothing.
 """
 

@@ -10,15 +10,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Annotated, Any
 from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Security
+from fastapi.security import APIKeyHeader
 
 from conf.settings import Settings
-from ingest_api.dependencies import IngestServiceDep
-from ingest_api.routes.events import IngestRoute
+from ingest_api.app import create_app
+from ingest_api.routes import events
+from ingest_api.routes.events import BATCH_PATH, EVENT_PATH, IngestRoute
 from streamlake.ports import free_port
 from tests.test_ingest_api_support import (  # noqa: F401 - fixtures
     BATCH_URL,
@@ -28,6 +31,7 @@ from tests.test_ingest_api_support import (  # noqa: F401 - fixtures
     apply_raw_topics,
     client,
     serving,
+    serving_app,
     settings_for,
     user_event,
 )
@@ -98,14 +102,72 @@ async def test_with_tokens_openapi_documents_the_bearer_scheme_on_the_ingest_rou
     assert "security" not in schema["paths"]["/healthz"]["get"]
 
 
-def test_an_ingest_route_refuses_a_dependency_it_would_never_run() -> None:
-    router = APIRouter(route_class=IngestRoute)
+# -- FastAPI dependencies on the ingest routes ----------------------------------------------------
 
-    async def endpoint(dataset: str, request: Request, service: IngestServiceDep) -> Response:
-        raise AssertionError("never called")
 
-    with pytest.raises(TypeError, match="runs no FastAPI dependencies"):
-        router.add_api_route("/v1/datasets/{dataset}/x", endpoint, methods=["POST"], dependencies=[Depends(lambda: None)])
+def with_ingest_dependencies(app: FastAPI, *dependencies: Any) -> FastAPI:
+    """`app` with its ingest routes included again, given `dependencies` as a deployment would."""
+    app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) not in (EVENT_PATH, BATCH_PATH)]
+    app.include_router(events.router, dependencies=list(dependencies))
+    return app
+
+
+def ingest_routes(app: FastAPI) -> list[IngestRoute]:
+    return [r for r in app.router.routes if isinstance(r, IngestRoute)]
+
+
+def test_the_ingest_routes_are_served_directly_when_they_declare_nothing_more() -> None:
+    # The direct path skips FastAPI's per-request resolution of the endpoint's signature.
+    routes = ingest_routes(create_app(settings_for("127.0.0.1:9")))
+    assert sorted(r.path for r in routes) == sorted([EVENT_PATH, BATCH_PATH])
+    assert all(r.get_route_handler().__qualname__ == "IngestRoute.get_route_handler.<locals>.handle" for r in routes)
+
+
+@pytest.mark.anyio
+async def test_a_dependency_given_to_the_ingest_routes_runs_on_every_request(api_settings: Settings) -> None:
+    seen: list[str] = []
+
+    async def record_dataset(dataset: str) -> None:
+        seen.append(dataset)
+
+    app = with_ingest_dependencies(create_app(api_settings), Depends(record_dataset))
+    async with serving_app(app) as client:
+        one = await client.post(EVENTS_URL, json=user_event())
+        batch = await client.post(BATCH_URL, json=[user_event(), user_event()])
+
+    assert (one.status_code, len(one.json()["events"]), batch.status_code, len(batch.json()["events"])) == (202, 1, 202, 2)
+    assert seen == ["user_events", "user_events"]
+
+
+@pytest.mark.anyio
+async def test_a_security_dependency_given_to_the_ingest_routes_guards_them(api_settings: Settings) -> None:
+    async def require_key(key: Annotated[str | None, Security(APIKeyHeader(name="X-Api-Key", auto_error=False))]) -> None:
+        if key != "key-for-tests":
+            raise HTTPException(status_code=401, detail="X-Api-Key missing or wrong")
+
+    app = with_ingest_dependencies(create_app(api_settings), Security(require_key))
+    async with serving_app(app) as client:
+        without = await client.post(EVENTS_URL, json=user_event())
+        with_key = await client.post(EVENTS_URL, json=user_event(), headers={"X-Api-Key": "key-for-tests"})
+        schema = (await client.get("/openapi.json")).json()
+
+    assert (without.status_code, without.json()) == (401, {"detail": "X-Api-Key missing or wrong"})
+    assert with_key.status_code == 202
+    assert schema["paths"][EVENT_PATH]["post"]["security"] == [{"APIKeyHeader": []}]
+
+
+@pytest.mark.anyio
+async def test_the_bearer_check_still_runs_when_the_ingest_routes_have_other_dependencies(api_settings: Settings) -> None:
+    async def nothing() -> None:
+        pass
+
+    guarded_settings = settings_for(api_settings.kafka.bootstrap, auth_tokens=TOKENS)
+    app = with_ingest_dependencies(create_app(guarded_settings), Depends(nothing))
+    async with serving_app(app) as client:
+        without = await client.post(EVENTS_URL, json=user_event())
+        with_token = await client.post(EVENTS_URL, json=user_event(), headers={"Authorization": f"Bearer {TOKENS[0]}"})
+
+    assert (without.status_code, without.json()["error"], with_token.status_code) == (401, "missing_token", 202)
 
 
 @pytest.mark.anyio
