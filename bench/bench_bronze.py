@@ -51,9 +51,9 @@ from conf.settings import Settings
 from contracts.envelope import wrap
 from contracts.registry import get_contract
 from jobs.bronze_stream import start_bronze_query
+from jobs.kafka_produce import produce_all
 from jobs.lakehouse_io import ensure_delta_table, kafka_source_options
 from jobs.spark_session import build_spark_session, spark_submit_command, spark_submit_env
-from jobs.kafka_produce import produce_all
 from pipelines.bronze import KAFKA_SOURCE_SCHEMA
 from streamlake import synthetic
 from streamlake.topics import apply_topics, declared_topics

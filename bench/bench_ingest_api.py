@@ -34,11 +34,11 @@ from fastapi import FastAPI, Request, Response
 
 from bench.harness import BenchContext, Measurement, machine_cpu_s, process_tree_cpu_s
 from conf.settings import Settings
-from streamlake.ports import free_port
 from contracts.envelope import wrap
 from contracts.registry import get_contract
 from jobs.kafka_produce import produce_all
 from streamlake import synthetic
+from streamlake.ports import free_port
 from streamlake.topics import apply_topics, declared_topics
 
 DATASET = "user_events"

@@ -2,8 +2,9 @@
 
 Owns the per-process ingest service: the dataset parsers, the metrics, and (from the lifespan on)
 the delivery bridge. Records are built by `contracts.envelope.wrap_many` (the same bytes as `wrap`,
-the one definition of the envelope, key and headers, built once per request instead of per event). A request is acknowledged only with the delivery report of every one of
-its events; anything else becomes a 503 with Retry-After, and no event of it is acknowledged.
+the one definition of the envelope, key and headers, built once per request instead of per
+event). A request is acknowledged only with the delivery report of every one of its events;
+anything else becomes a 503 with Retry-After, and no event of it is acknowledged.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ingest_api.auth import BearerAuth
 from ingest_api.errors import ApiError
 from ingest_api.metrics import IngestMetrics
 from ingest_api.models import AcceptedEvent, EventError, IngestAccepted
-from ingest_api.producer import DeliveryBridge, DeliveryFailed, Record
+from ingest_api.producer import DeliveryBridge, DeliveryFailedError, Record
 from ingest_api.validation import EventParser
 
 _UNAVAILABLE_MESSAGES = {
@@ -61,7 +62,7 @@ class IngestService:
         started = time.perf_counter()
         try:
             stored = await self.bridge.deliver(records)
-        except DeliveryFailed as exc:
+        except DeliveryFailedError as exc:
             raise self._unavailable(exc, len(events), batch) from None
         finally:
             self.metrics.produce_latency_of[contract.name].observe(time.perf_counter() - started)
@@ -71,7 +72,7 @@ class IngestService:
             [AcceptedEvent(i, s.topic, s.partition, s.offset) for i, s in zip(ids, stored, strict=True)],
         )
 
-    def _unavailable(self, exc: DeliveryFailed, count: int, batch: bool) -> ApiError:
+    def _unavailable(self, exc: DeliveryFailedError, count: int, batch: bool) -> ApiError:
         what = f"none of the {count} events is" if batch else "the event is not"
         errors = [EventError(index=f.index if batch else None, type=f.code, message=f.reason) for f in exc.failures]
         if exc.cause == "record_too_large":

@@ -67,7 +67,7 @@ class NotStored:
     reason: str
 
 
-class DeliveryFailed(Exception):
+class DeliveryFailedError(Exception):
     """Some records of a request are not known to be stored; none of the request is acknowledged."""
 
     def __init__(self, cause: str, failures: list[NotStored]) -> None:
@@ -167,7 +167,7 @@ class DeliveryBridge:
         return len(self._producer)
 
     async def deliver(self, records: Sequence[Record]) -> list[Stored]:
-        """Produce the records; return where each is stored, or raise DeliveryFailed."""
+        """Produce the records; return where each is stored, or raise DeliveryFailedError."""
         loop = asyncio.get_running_loop()
         pending = _PendingRequest(loop, len(records))
         self._waiting += 1
@@ -180,14 +180,14 @@ class DeliveryBridge:
             try:
                 await pending.future
             except TimeoutError:
-                raise DeliveryFailed("delivery_timeout", pending.unreported_or_failed(self._wait_s)) from None
+                raise DeliveryFailedError("delivery_timeout", pending.unreported_or_failed(self._wait_s)) from None
             finally:
                 timer.cancel()
         finally:
             self._waiting -= 1
         if pending.failures:
             failures = sorted(pending.failures, key=lambda f: f.index)
-            raise DeliveryFailed(_cause_of(failures), failures)
+            raise DeliveryFailedError(_cause_of(failures), failures)
         return pending.stored  # type: ignore[return-value]  # every slot is set once all reports are in
 
     def _produce(self, pending: _PendingRequest, records: Sequence[Record]) -> None:
@@ -204,12 +204,12 @@ class DeliveryBridge:
                 # The local queue is full (Kafka slow or away): fail now rather than wait for room.
                 # Records of this request already queued may still be stored; none is acknowledged.
                 failed = NotStored(index, "_QUEUE_FULL", "the producer's local queue is full")
-                raise DeliveryFailed("queue_full", _with_unsent(failed, len(records))) from None
+                raise DeliveryFailedError("queue_full", _with_unsent(failed, len(records))) from None
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
                 failed = NotStored(index, error.name(), error.str())
                 cause = "producer_failed" if error.fatal() else _cause_of([failed])
-                raise DeliveryFailed(cause, _with_unsent(failed, len(records))) from None
+                raise DeliveryFailedError(cause, _with_unsent(failed, len(records))) from None
 
     async def topic_partitions(self, topics: Sequence[str], timeout_s: float) -> dict[str, int]:
         """Ask the broker for the topics' metadata; raise KafkaException when it does not answer."""

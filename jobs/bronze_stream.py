@@ -25,6 +25,7 @@ from pyspark.sql.streaming import StreamingQuery
 from conf.settings import Settings
 from contracts.registry import DatasetContract, get_contract
 from jobs.bronze_dlq import DlqTarget, TallyParam, valid_rows_after_dlq
+from jobs.bronze_table import create_bronze_table
 from jobs.entrypoint import run_streaming_job
 from jobs.lakehouse_io import (
     append_delta_idempotent,
@@ -33,7 +34,6 @@ from jobs.lakehouse_io import (
     kafka_source_options,
     with_retries,
 )
-from jobs.bronze_table import create_bronze_table
 from pipelines.bronze import BRONZE_PARTITION_COLUMNS, to_bronze_rows
 from pipelines.bronze_verdict import empty_tally
 
@@ -73,7 +73,8 @@ class BronzeBatchWriter:
 
         # One Spark job judges the batch, sends its invalid records to the DLQ (every one
         # acknowledged before its task ends) and writes the valid ones; Delta commits only then.
-        with_retries(write, f"Bronze Delta write to {self.table} (with its DLQ records to {self.contract.dlq_topic})", self.settings.bronze, context)
+        what = f"Bronze Delta write to {self.table} (with its DLQ records to {self.contract.dlq_topic})"
+        with_retries(write, what, self.settings.bronze, context)
         counts = tally.value
         spark = batch_df.sparkSession
         invalid = sum(counts["invalid"].values())

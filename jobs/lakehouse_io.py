@@ -91,7 +91,7 @@ def with_retries(action: Callable[[], T], what: str, policy: BronzeSettings, con
     for attempt in range(1, policy.write_attempts + 1):
         try:
             return action()
-        except Exception as exc:  # noqa: BLE001 - storage and Kafka errors arrive as many types
+        except Exception as exc:  # storage and Kafka errors arrive as many types; the last one is raised
             if _KAFKA_DATA_LOSS in str(exc):
                 raise KafkaDataLossError(
                     f"{what} stopped: offsets it needs are no longer in Kafka ({_data_loss_reason(exc)}); Kafka's "

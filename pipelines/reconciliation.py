@@ -76,7 +76,9 @@ def reconciliation_by_partition(landed_df: DataFrame, kafka_offsets_df: DataFram
         )
     )
     joined_df = ranges_df.join(counts_df, on="partition", how="full_outer")
-    bronze_rows, dlq_records, distinct_offsets = (F.coalesce(F.col(c), F.lit(0)) for c in ("bronze_rows", "dlq_records", "distinct_offsets"))
+    bronze_rows, dlq_records, distinct_offsets = (
+        F.coalesce(F.col(c), F.lit(0)) for c in ("bronze_rows", "dlq_records", "distinct_offsets")
+    )
     return joined_df.select(
         F.col("partition").cast("int"),
         F.col("low"),

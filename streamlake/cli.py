@@ -89,7 +89,7 @@ def topics_apply(
     admin = AdminClient({**settings.kafka.client_config(), "log_level": 0})
     try:
         results = apply_topics(admin, declared_topics(settings), increase_partitions=increase_partitions)
-    except Exception as exc:  # the broker is down or refused: say so plainly
+    except Exception as exc:  # noqa: BLE001 - the broker is down or refused, in many ways: say so plainly
         typer.echo(f"topics apply failed against {settings.kafka.bootstrap}: {exc}", err=True)
         raise typer.Exit(1) from None
     for result in results:
