@@ -11,7 +11,7 @@ M2 := .cache/m2
 MVN_FLAGS := -B -q -Dmaven.repo.local=$(CURDIR)/$(M2)
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: install jars demo test test-fast bench lint clean
+.PHONY: install jars demo test bench lint clean
 
 install: $(VENV)/.installed
 
@@ -21,8 +21,8 @@ $(UV):
 
 # Re-synced whenever the lock or the project metadata changes; otherwise nothing to do.
 # Bytecode is compiled once here: uv does not by default, and where PYTHONDONTWRITEBYTECODE is set
-# (as on this project's machines) every process would compile what it imports again (pandas
-# alone: 1.9 s instead of 0.7 s): each spark-submit, API server and Spark Python worker a test starts.
+# (as on this project's machines) every process would compile what it imports again: each
+# spark-submit, API server and Spark Python worker a test starts (docs/decisions.md).
 $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --python 3.11 --compile-bytecode
 	touch $@
@@ -38,13 +38,15 @@ $(JARS)/%/.fetched: jvm/%/pom.xml
 demo: install jars
 	$(VENV)/bin/streamlake demo
 
-test: install jars
+# Lint first: a finding fails in seconds, before the suite's minutes.
+test: lint jars
 	$(VENV)/bin/pytest
 
 bench: install jars
 	$(VENV)/bin/python -m bench
 
 lint: install
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
 clean:

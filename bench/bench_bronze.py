@@ -59,9 +59,8 @@ from streamlake import synthetic
 from streamlake.topics import apply_topics, declared_topics
 
 EVENTS = int(os.environ.get("BENCH_BRONZE_EVENTS", "300000"))
-# A JVM keeps compiling for minutes: in one session Bronze's JVM CPU per 300k events went 38 s,
-# 21 s, 17 s over its first three runs, and the copy's batches took 21.7, 9.5, 7.3, 6.4, 6.2 s
-# over its first five. The first two rounds warm the JVM and the Python workers up and are
+# A JVM keeps compiling for minutes: both queries' first runs are far slower than their later ones
+# (docs/decisions.md). The first two rounds warm the JVM and the Python workers up and are
 # reported, not counted: a job runs for days, so warm against warm is the comparison. Of the
 # measured rounds, each query's median counts: the host's neighbours take a share of our CPU that
 # changes from one run to the next (one of a query's runs took twice another's within minutes),

@@ -50,7 +50,7 @@ def envelope_model(payload_model: type[BaseModel]) -> type[Envelope]:
     """The envelope class of one payload model, built once and kept.
 
     Pydantic caches parametrized generics only weakly: written inline, `Envelope[Model]` is rebuilt
-    (about half a millisecond) whenever the garbage collector has freed it, every few events under
+    (a measurable cost per event) whenever the garbage collector has freed it, every few events under
     load in the ingestion API's profile.
     """
     return Envelope[payload_model]

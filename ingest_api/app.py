@@ -48,7 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     service.bridge = bridge
     service.metrics.watch_queue(lambda: bridge.queue_depth)
     # What exists now (app, schemas, clients) lives as long as the process: keep it out of the
-    # collector's full passes, which would otherwise pause the event loop for tens of milliseconds.
+    # collector's full passes, which would otherwise pause the event loop again and again.
     gc.freeze()
     log.info("ingest api started", extra={"bootstrap": service.settings.kafka.bootstrap})
     try:

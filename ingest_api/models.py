@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 
 # Dataclasses, not models: a batch answer holds up to `max_batch_events` of these, built from our
-# own values, and a dataclass costs a third of a model to build (pydantic serializes both alike).
+# own values, and a dataclass costs far less than a model to build (pydantic serializes both alike).
 @dataclass(frozen=True, slots=True)
 class AcceptedEvent:
     """Where one acknowledged event is stored."""

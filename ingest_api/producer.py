@@ -8,9 +8,8 @@ It does not validate events or build records (`ingest_api.ingestion` does).
 
 Reports are served on the event loop by a task calling the non-blocking `poll(0)`: every millisecond
 while requests wait, rarely when none do. Callbacks then resolve futures on the loop's own thread,
-with no second Python thread taking the GIL and no cross-thread wake-up per request. (Measured with
-two uvicorn workers on the 2-core bench machine: a poll thread cost ~20% more server CPU per request
-and ~20% fewer requests/s; with one worker the two were even.)
+with no second Python thread taking the GIL and no cross-thread wake-up per request (a poll thread
+cost more CPU per request; docs/decisions.md has the figures).
 """
 
 from __future__ import annotations

@@ -7,15 +7,15 @@ things and then runs `pyspark.daemon` unchanged; the daemon forks one worker per
 1. Zips keep their directories. Before every task, PySpark calls `importlib.invalidate_caches()`.
    On Python 3.10 and 3.11 that makes every zip on `sys.path` re-read its whole directory (CPython
    gh-103200, fixed in 3.12; Spark SPARK-54744 stops the call upstream). Spark puts `pyspark.zip`,
-   py4j's zip and spark-core's jar (5,000+ entries) on the workers' path. Re-reading them took
-   ~150 ms of every task here, more than a 1,000-record Bronze task spends on its records. Those
+   py4j's zip and spark-core's jar (thousands of entries) on the workers' path. Re-reading them
+   cost every task more than a small Bronze task spends on its records (docs/decisions.md). Those
    archives do not change while a worker lives, and a zip a job adds (`addPyFile`) is a new path
    with a fresh importer, so their directories are kept. Once the workers run Python 3.12+, or a
    Spark that carries SPARK-54744, this part can go.
 2. The workers' modules are imported once, here, and frozen before any worker is forked. After
    every task PySpark's daemon runs a full `gc.collect()` in the worker, which walks every object
-   the worker holds: with pyarrow, pandas (pyarrow imports it), pydantic and the contracts loaded,
-   ~50 ms a task, paid again by each of a batch's tasks. Objects imported before the fork and then
+   the worker holds (pyarrow, pandas, which pyarrow imports, pydantic and the contracts), paid
+   again by each of a batch's tasks. Objects imported before the fork and then
    frozen (`gc.freeze()`, the recipe the gc module documents for pre-fork servers) are left out of
    every collection, and each new worker starts with its imports done instead of paying for them in
    its first task.

@@ -62,8 +62,8 @@ class RecordClassifier:
         self.max_value_bytes = max_value_bytes
         model = envelope_model(contract.model)
         # The model's own validator and serializer, called directly, on bytes: the model's Python
-        # wrappers (`model_validate_json`, `model_dump_json`) and a decode cost about a seventh of
-        # a small record's verdict (10.3 -> 8.9 us a `user_events` record). The rules are the same.
+        # wrappers (`model_validate_json`, `model_dump_json`) and a decode are a measurable share of
+        # a small record's verdict (docs/decisions.md). The rules are the same.
         self._validate_json = model.__pydantic_validator__.validate_json
         self._to_json = model.__pydantic_serializer__.to_json
 

@@ -8,7 +8,8 @@ app documents the body schemas in OpenAPI.
 
 The routes are `IngestRoute`s: FastAPI documents them from the endpoint's signature as usual, and
 as long as a route declares nothing beyond that signature, serves it without resolving the signature
-per request (that resolution was about a third of the single-event route's CPU). A route given any
+per request (that resolution was a large share of the single-event route's CPU, see
+docs/decisions.md). A route given any
 other dependency (`Depends`, a security scheme, on the route, its router or the app) is served by
 FastAPI's standard handler, so every dependency runs.
 """
