@@ -38,7 +38,7 @@ from contracts.envelope import wrap
 from contracts.registry import get_contract
 from jobs.kafka_produce import produce_all
 from streamlake import synthetic
-from streamlake.ports import free_port
+from streamlake.ports import free_port, stop_process
 from streamlake.topics import apply_topics, declared_topics
 
 DATASET = "user_events"
@@ -258,12 +258,7 @@ def uvicorn_server(target: str, settings: Settings, log_dir: Path) -> Iterator[t
                 time.sleep(0.2)
         yield port, process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 # -- the four measurements ---------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""Free loopback ports for the servers StreamLake's tests and benchmarks start (never fixed ports)."""
+"""Free loopback ports for the servers StreamLake's tests and benchmarks start (never fixed ports),
+and stopping those servers."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -11,3 +13,13 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """SIGTERM, so the server shuts down cleanly; SIGKILL if it has not ended within `timeout_s`."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -70,13 +70,15 @@ def _accepted(accepted: IngestAccepted) -> Response:
     return Response(INGEST_ACCEPTED.dump_json(accepted), status_code=202, media_type="application/json")
 
 
-@router.post(
-    EVENT_PATH,
-    status_code=202,
-    response_model=IngestAccepted,
-    responses=documented(400, 401, 403, 404, 413, 415, 422, 503),
-    summary="Ingest one event",
-)
+# What both ingest routes answer: 202 with where each event is stored, or one of these errors.
+_INGEST_ANSWERS: dict[str, Any] = {
+    "status_code": 202,
+    "response_model": IngestAccepted,
+    "responses": documented(400, 401, 403, 404, 413, 415, 422, 503),
+}
+
+
+@router.post(EVENT_PATH, summary="Ingest one event", **_INGEST_ANSWERS)
 async def ingest_event(dataset: str, request: Request, service: AuthorizedIngestServiceDep) -> Response:
     """Validate one event against the dataset's contract and answer once Kafka has stored it."""
     with service.metrics.in_flight.track_inprogress():
@@ -86,13 +88,7 @@ async def ingest_event(dataset: str, request: Request, service: AuthorizedIngest
         return _accepted(await service.ingest(parser.contract, [event], batch=False))
 
 
-@router.post(
-    BATCH_PATH,
-    status_code=202,
-    response_model=IngestAccepted,
-    responses=documented(400, 401, 403, 404, 413, 415, 422, 503),
-    summary="Ingest a batch of events, all or nothing",
-)
+@router.post(BATCH_PATH, summary="Ingest a batch of events, all or nothing", **_INGEST_ANSWERS)
 async def ingest_batch(dataset: str, request: Request, service: AuthorizedIngestServiceDep) -> Response:
     """Validate every event of a JSON array; answer 202 only once Kafka has stored all of them.
 
