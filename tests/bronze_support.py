@@ -3,8 +3,6 @@ and the Parquet encodings of a table's files."""
 
 from __future__ import annotations
 
-import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,8 +10,6 @@ import pyarrow.parquet as pq
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from conf.settings import Settings
-from contracts.envelope import wrap
-from contracts.registry import DatasetContract
 
 
 @dataclass(frozen=True)
@@ -42,29 +38,6 @@ def produce_raw(settings: Settings, topic: str, records: list[tuple[bytes | None
         producer.produce(topic, key=key, value=value, on_delivery=report(index, key, value))
     assert producer.flush(60) == 0 and not errors, errors
     return [delivered[i] for i in range(len(records))]
-
-
-def envelope_value(contract: DatasetContract, event, **changes) -> tuple[bytes, bytes]:
-    key, value, _ = wrap(contract, event, "tests")
-    return key, json.dumps(changed(json.loads(value), **changes)).encode()
-
-
-def changed(document: dict, **changes) -> dict:
-    """A copy of `document` with `payload__field=value` changes (value DELETE removes the field)."""
-    document = copy.deepcopy(document)
-    for path, new in changes.items():
-        target = document
-        *parents, leaf = path.split("__")
-        for parent in parents:
-            target = target[parent]
-        if new is DELETE:
-            del target[leaf]
-        else:
-            target[leaf] = new
-    return document
-
-
-DELETE = object()
 
 
 def read_topic(settings: Settings, topic: str, timeout_s: float = 30.0) -> list:

@@ -9,15 +9,18 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conf.settings import Settings, load_settings
 from streamlake.kafka_broker import BrokerError, LocalBroker
 from streamlake.ports import free_port
+from tests.ingest_api_support import apply_raw_topics, serving, settings_for
 
 TEST_BROKER_HEAP = "384m"
 
@@ -132,3 +135,34 @@ def new_topic(admin: AdminClient):
     if created:
         for future in admin.delete_topics(created).values():
             future.result(timeout=30)
+
+
+# -- the ingestion API -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def api_settings(settings: Settings) -> Settings:
+    """The session broker with its raw topics applied (idempotent), and the API's defaults."""
+    apply_raw_topics(settings)
+    return settings_for(settings.kafka.bootstrap)
+
+
+@pytest.fixture
+async def client(api_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(api_settings) as client:
+        yield client
+
+
+@pytest.fixture
+def consumer(settings: Settings) -> Iterator[Consumer]:
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"test-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    try:
+        yield consumer
+    finally:
+        consumer.close()

@@ -48,7 +48,9 @@ class BronzeJob:
         self.log_path = log_path
         command = spark_submit_command(settings, JOB, "--dataset", USER_EVENTS.name)
         self.log = log_path.open("ab")
-        self.process = subprocess.Popen(command, env=spark_submit_env(env), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            command, env=spark_submit_env(env), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """kill -9 takes the whole process group (JVM and Python driver) down at once."""
@@ -215,7 +217,7 @@ def test_kill_9_mid_stream_loses_and_doubles_nothing(spark: SparkSession, job_se
             job = BronzeJob(settings, env, tmp_path / "job.log")
             jobs.append(job)
             before = commits(spark, settings)
-            wait_for(lambda: commits(spark, settings) > before, JOB_START_S, "a committed batch", job)
+            wait_for(lambda before=before: commits(spark, settings) > before, JOB_START_S, "a committed batch", job)
             time.sleep(rng.uniform(0.0, 2.0))  # land the kill anywhere in the next batch
             job.kill(signal.SIGKILL)
             job.wait(30)

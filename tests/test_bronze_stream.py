@@ -26,15 +26,8 @@ from streamlake.demo import format_summary
 from streamlake.ports import free_port
 from streamlake.reconcile import reconcile_dataset
 from streamlake.topics import apply_topics, declared_topics
-from tests.bronze_support import (
-    DELETE,
-    DICTIONARY_ENCODINGS,
-    dlq_headers,
-    envelope_value,
-    parquet_encodings,
-    produce_raw,
-    read_topic,
-)
+from tests.bronze_support import DICTIONARY_ENCODINGS, dlq_headers, parquet_encodings, produce_raw, read_topic
+from tests.factories import envelope_value, order_poison_cases
 
 MAX_VALUE_BYTES = 4096
 
@@ -61,36 +54,10 @@ def run_available_now(spark: SparkSession, settings: Settings, dataset: str) -> 
 
 
 ORDERS = get_contract("orders")
-POISON_KINDS = {
-    # name: (record, expected error class, expected reason)
-    "malformed_json": ((b"O-P1", b'{"ingestion_id": '), "malformed_json",
-                       "value is not valid JSON (EOF while parsing a value at line 1 column 17)"),
-    "not_utf8": ((b"O-P2", b"\xff\xfe\xfd"), "not_utf8", "value is not valid UTF-8 (byte 0)"),
-    "oversized": ((b"O-P3", b"{" + b" " * MAX_VALUE_BYTES + b"}"), "oversized",
-                  f"value is {MAX_VALUE_BYTES + 2} bytes, over the {MAX_VALUE_BYTES} byte limit"),
-}
-
-
-def _poison_from_event(event) -> dict[str, tuple[tuple[bytes, bytes], str, str]]:
-    return {
-        "missing_field": (envelope_value(ORDERS, event, payload__customer_id=DELETE), "missing_field",
-                          "missing required field payload.customer_id"),
-        "wrong_type": (envelope_value(ORDERS, event, payload__items=[{"sku": "S", "quantity": "2", "unit_price": "1.00"}]),
-                       "wrong_type", 'payload.items[0].quantity: Input should be a valid integer (got "2")'),
-        "enum": (envelope_value(ORDERS, event, payload__status="lost"), "out_of_contract",
-                 "payload.status: Input should be 'created', 'paid', 'shipped', 'delivered', 'cancelled' or 'failed' "
-                 '(got "lost")'),
-        "range": (envelope_value(ORDERS, event, payload__amount="-5.00"), "out_of_contract",
-                  'payload.amount: Input should be greater than or equal to 0 (got "-5.00")'),
-        "schema_version": (envelope_value(ORDERS, event, schema_version="v9"), "unknown_schema_version",
-                           "unknown schema_version 'v9' (known: v1)"),
-    }
-
-
 def test_valid_rows_land_in_bronze_and_each_poison_kind_in_the_dlq(spark: SparkSession, bronze_settings: Settings) -> None:
     first, second, third = synthetic.orders(3, seed=101)
-    poison = {**POISON_KINDS, **_poison_from_event(second)}
-    records = [envelope_value(ORDERS, first)] + [record for record, _, _ in poison.values()] + [envelope_value(ORDERS, third)]
+    poison = order_poison_cases(ORDERS, second, MAX_VALUE_BYTES)
+    records = [envelope_value(ORDERS, first)] + [(case.key, case.value) for case in poison] + [envelope_value(ORDERS, third)]
     produced = produce_raw(bronze_settings, ORDERS.raw_topic, records)
     valid_coords = {(produced[0].partition, produced[0].offset), (produced[-1].partition, produced[-1].offset)}
 
@@ -112,19 +79,19 @@ def test_valid_rows_land_in_bronze_and_each_poison_kind_in_the_dlq(spark: SparkS
 
     dlq = {(int(h["dlq.source.partition"]), int(h["dlq.source.offset"])): (m, h)
            for m in read_topic(bronze_settings, ORDERS.dlq_topic) for h in [dlq_headers(m)]}
-    for (name, (record, error_class, reason)), sent in zip(poison.items(), produced[1:-1], strict=True):
+    for case, sent in zip(poison, produced[1:-1], strict=True):
         msg, headers = dlq[(sent.partition, sent.offset)]
-        assert (msg.key(), msg.value()) == record, name  # bytes untouched
+        assert (msg.key(), msg.value()) == (case.key, case.value), case.kind  # bytes untouched
         assert {k: v for k, v in headers.items() if k != "dlq.failed.at"} == {
-            "dlq.error.class": error_class,
-            "dlq.error.reason": reason,
+            "dlq.error.class": case.error_class,
+            "dlq.error.reason": case.reason,
             "dlq.source.topic": ORDERS.raw_topic,
             "dlq.source.partition": str(sent.partition),
             "dlq.source.offset": str(sent.offset),
             "dlq.source.timestamp": headers["dlq.source.timestamp"],
             "dlq.job": "bronze_stream/orders app_id=streamlake.bronze.orders.1",
-        }, name
-        assert headers["dlq.failed.at"].endswith("Z"), name
+        }, case.kind
+        assert headers["dlq.failed.at"].endswith("Z"), case.kind
 
 
 def test_every_offset_is_in_bronze_or_the_dlq_exactly_once(

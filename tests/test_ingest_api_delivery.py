@@ -21,26 +21,23 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from conf.settings import Settings
-
 from ingest_api.app import create_app
 from ingest_api.producer import DeliveryBridge
 from streamlake.kafka_broker import LocalBroker
 from streamlake.ports import free_port
 from tests.conftest import start_broker
-from tests.test_ingest_api_support import (  # noqa: F401 - fixtures
+from tests.factories import order_event, user_event
+from tests.ingest_api_support import (
     BATCH_URL,
     EVENTS_URL,
     ORDERS_TOPIC,
     ORDERS_URL,
     USER_EVENTS_TOPIC,
-    anyio_backend,
     apply_raw_topics,
     read_all,
     serving,
     serving_app,
-    order_event,
     settings_for,
-    user_event,
 )
 
 pytestmark = pytest.mark.anyio

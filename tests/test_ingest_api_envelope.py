@@ -30,7 +30,7 @@ def test_wrap_many_builds_the_records_wrap_builds(dataset: str, producer: str) -
 
     many = wrap_many(contract, events, producer, ingestion_ids=ids, received_at=received_at)
 
-    assert many == [wrap(contract, e, producer, ingestion_id=i, received_at=received_at) for e, i in zip(events, ids)]
+    assert many == [wrap(contract, e, producer, ingestion_id=i, received_at=received_at) for e, i in zip(events, ids, strict=True)]
 
 
 def test_wrap_many_keeps_a_non_utc_received_at_as_wrap_does() -> None:

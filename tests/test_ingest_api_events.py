@@ -15,22 +15,17 @@ import httpx
 import pytest
 from confluent_kafka import Consumer
 
-from tests.test_ingest_api_support import (  # noqa: F401 - fixtures
+from tests.factories import order_event, user_event
+from tests.ingest_api_support import (
     BATCH_URL,
     EVENTS_URL,
     ORDERS_TOPIC,
     ORDERS_URL,
     RAW_PARTITIONS,
     USER_EVENTS_TOPIC,
-    anyio_backend,
-    api_settings,
-    client,
-    consumer,
     end_offsets,
-    order_event,
     read_all,
     read_record,
-    user_event,
 )
 
 pytestmark = pytest.mark.anyio

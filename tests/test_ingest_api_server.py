@@ -10,8 +10,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Annotated, Any
 from pathlib import Path
+from typing import Annotated, Any
 
 import httpx
 import pytest
@@ -23,18 +23,8 @@ from ingest_api.app import create_app
 from ingest_api.routes import events
 from ingest_api.routes.events import BATCH_PATH, EVENT_PATH, IngestRoute
 from streamlake.ports import free_port
-from tests.test_ingest_api_support import (  # noqa: F401 - fixtures
-    BATCH_URL,
-    EVENTS_URL,
-    anyio_backend,
-    api_settings,
-    apply_raw_topics,
-    client,
-    serving,
-    serving_app,
-    settings_for,
-    user_event,
-)
+from tests.factories import user_event
+from tests.ingest_api_support import BATCH_URL, EVENTS_URL, apply_raw_topics, serving, serving_app, settings_for
 
 # Test-only tokens: real ones come from the environment or a deployment's config.
 TOKENS = ["token-for-tests-a", "token-for-tests-b"]

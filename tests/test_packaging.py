@@ -59,7 +59,7 @@ def _compose_services() -> dict[str, dict]:
 
 
 def test_compose_settings_are_accepted_by_the_settings_loader(monkeypatch) -> None:
-    for name, service in _compose_services().items():
+    for service in _compose_services().values():
         for key, value in service["environment"].items():
             monkeypatch.setenv(key, str(value))
         load_settings()  # raises ConfigError naming the key if the compose file drifted from conf/

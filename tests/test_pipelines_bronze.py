@@ -30,7 +30,7 @@ from pipelines.bronze_verdict import (
     valid_arrow_rows,
 )
 from pipelines.record_checks import judged_safely
-from tests.test_pipelines_record_checks import ORDER, changed
+from tests.factories import ORDER, order_value
 
 ORDERS = get_contract("orders")
 AT = datetime(2026, 1, 2, 3, 4, 5)
@@ -45,7 +45,7 @@ def kafka_rows(spark: SparkSession, values: list[bytes | None]):
 
 
 def test_every_record_gets_one_verdict_with_its_reason(spark: SparkSession) -> None:
-    kafka_df = kafka_rows(spark, [changed(), b'{"order_id": ', None, changed(payload__status="lost"), changed()])
+    kafka_df = kafka_rows(spark, [order_value(), b'{"order_id": ', None, order_value(payload__status="lost"), order_value()])
 
     verdict_df = kafka_df.transform(with_verdict, ORDERS, 4096).select("offset", "error")
 
@@ -64,7 +64,7 @@ def test_every_record_gets_one_verdict_with_its_reason(spark: SparkSession) -> N
 
 
 def test_a_valid_record_becomes_one_typed_bronze_row_with_its_raw_value(spark: SparkSession) -> None:
-    raw = changed()
+    raw = order_value()
     kafka_df = kafka_rows(spark, [raw, b"not json"])
 
     # As the job does it: the valid rows are filtered in the workers, right after the verdict.
@@ -112,7 +112,8 @@ def test_typed_columns_keep_the_contract_schema(spark: SparkSession) -> None:
 
 
 def test_only_columns_whose_values_repeat_get_a_parquet_dictionary(spark: SparkSession) -> None:
-    shared = ["dataset", "schema_version", "producer", "kafka_topic", "kafka_partition", "bronze_batch_id", "kafka_headers.list.element.key"]
+    shared = ["dataset", "schema_version", "producer", "kafka_topic", "kafka_partition", "bronze_batch_id",
+              "kafka_headers.list.element.key"]
     assert bronze_dictionary_columns(ORDERS) == ["status", *shared]
     assert bronze_dictionary_columns(get_contract("user_events")) == ["event_type", "source", *shared]
     # Every one names a column Bronze writes (an array's items as Spark spells them in Parquet).
@@ -156,7 +157,7 @@ def test_a_valid_record_bronze_cannot_type_goes_out_as_wrong_type() -> None:
             f.with_type(pa.decimal128(3, 2)) if f.name == "amount" else f for f in arrow_schema.field("payload").type
         ])),
     )
-    batch = pa.RecordBatch.from_pydict({"value": [changed(payload__amount="1.50"), changed(payload__amount="123.45")]})
+    batch = pa.RecordBatch.from_pydict({"value": [order_value(payload__amount="1.50"), order_value(payload__amount="123.45")]})
 
     (judged,) = classify_arrow_batches(iter([batch]), ORDERS.name, 4096, narrow)
 
@@ -189,7 +190,7 @@ def judged_arrow_batch(values: list[bytes | None], partitions: list[int], header
 
 
 def test_an_invalid_row_becomes_a_dlq_record_with_its_bytes_and_headers_untouched() -> None:
-    judged = judged_arrow_batch([changed(), b"\xff{", changed()], [0, 1, 0], headers=[("trace", b"t-1"), ("empty", None)])
+    judged = judged_arrow_batch([order_value(), b"\xff{", order_value()], [0, 1, 0], headers=[("trace", b"t-1"), ("empty", None)])
 
     records = dlq_records(judged, "bronze_stream/orders app_id=a", datetime(2026, 3, 4, 5, 6, 7, 891_000, tzinfo=UTC))
 
@@ -220,7 +221,7 @@ def test_a_record_the_classifier_fails_on_goes_to_the_dlq_with_its_stack_trace(m
 
     monkeypatch.setattr(bronze_verdict, "record_classifier", classifier_failing_on_boom)
 
-    judged = judged_arrow_batch([changed(), b"boom", changed()], [0, 0, 0])
+    judged = judged_arrow_batch([order_value(), b"boom", order_value()], [0, 0, 0])
 
     assert valid_arrow_rows(judged).column("offset").to_pylist() == [100, 102]  # the batch goes on
     (record,) = dlq_records(judged, "job", datetime(2026, 3, 4, tzinfo=UTC))
@@ -254,14 +255,14 @@ def test_a_long_error_is_cut_short_keeping_the_end_of_its_stack_trace() -> None:
 
 
 def test_the_usual_batch_one_partition_all_valid_has_its_range_and_no_dlq_records() -> None:
-    judged = judged_arrow_batch([changed(), changed(), changed()], [2, 2, 2])
+    judged = judged_arrow_batch([order_value(), order_value(), order_value()], [2, 2, 2])
 
     assert batch_tally(judged) == {"rows": 3, "invalid": {}, "offsets": {"2": [100, 102]}}
     assert dlq_records(judged, "job", datetime(2026, 3, 4, tzinfo=UTC)) == []
 
 
 def test_a_batch_tally_counts_rows_reasons_and_offset_ranges() -> None:
-    judged = judged_arrow_batch([changed(), b"nope", None, changed(), changed(payload__status="lost")], [0, 0, 1, 1, 2])
+    judged = judged_arrow_batch([order_value(), b"nope", None, order_value(), order_value(payload__status="lost")], [0, 0, 1, 1, 2])
 
     tally = batch_tally(judged)
 

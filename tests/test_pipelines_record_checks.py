@@ -18,38 +18,14 @@ from pipelines.record_checks import (
     Verdict,
     record_classifier,
 )
-from tests.bronze_support import DELETE
-from tests.bronze_support import changed as changed_document
+from tests.factories import DELETE, ORDER, order_value
 
 MAX_BYTES = 1024
-ORDER = {
-    "ingestion_id": "0b7a1c4e-6a5f-4c1e-9a53-3f2d1e0c9b8a",
-    "received_at": "2026-01-01T12:00:00+02:00",
-    "dataset": "orders",
-    "schema_version": "v1",
-    "producer": "tests",
-    "payload": {
-        "order_id": "O-1",
-        "customer_id": "C-1",
-        "status": "paid",
-        "amount": 12,
-        "currency": "EUR",
-        "items": [{"sku": "S-1", "quantity": 2, "unit_price": "6.00"}],
-        "event_timestamp": "2026-01-01T11:59:00.5Z",
-    },
-}
-
-
-def changed(**changes) -> bytes:
-    """ORDER with `payload__field=value` changes (value DELETE removes the field), as bytes."""
-    return json.dumps(changed_document(ORDER, **changes)).encode()
-
-
 classify = record_classifier("orders", MAX_BYTES)
 
 
 def test_a_valid_value_comes_back_as_the_model_serializes_it() -> None:
-    verdict = classify(changed())
+    verdict = classify(order_value())
     assert (verdict.error_class, verdict.error_reason) == (None, None)
     # Canonical: timestamps keep their zone in ISO form, decimals become text, key order is the model's.
     assert json.loads(verdict.canonical_value) == {
@@ -67,24 +43,27 @@ def test_a_valid_value_comes_back_as_the_model_serializes_it() -> None:
         (b"\xff\xfe", (NOT_UTF8, "value is not valid UTF-8 (byte 0)")),
         (b'{"ingestion_id": ', (MALFORMED_JSON, "value is not valid JSON (EOF while parsing a value at line 1 column 17)")),
         (b"[1, 2]", (MALFORMED_JSON, "value is not a JSON object")),
-        (changed(payload__customer_id=DELETE), (MISSING_FIELD, "missing required field payload.customer_id")),
-        (changed(payload__customer_id=None), (MISSING_FIELD, "required field payload.customer_id is null")),
-        (changed(payload=None), (MISSING_FIELD, "required field payload is null")),
-        (changed(payload__items=[{"sku": "S", "quantity": "2", "unit_price": "1.00"}]),
+        (order_value(payload__customer_id=DELETE), (MISSING_FIELD, "missing required field payload.customer_id")),
+        (order_value(payload__customer_id=None), (MISSING_FIELD, "required field payload.customer_id is null")),
+        (order_value(payload=None), (MISSING_FIELD, "required field payload is null")),
+        (order_value(payload__items=[{"sku": "S", "quantity": "2", "unit_price": "1.00"}]),
          (WRONG_TYPE, 'payload.items[0].quantity: Input should be a valid integer (got "2")')),
-        (changed(payload__event_timestamp="2026-01-01T11:59:00"),
+        (order_value(payload__event_timestamp="2026-01-01T11:59:00"),
          (WRONG_TYPE, 'payload.event_timestamp: Input should have timezone info (got "2026-01-01T11:59:00")')),
-        (changed(ingestion_id="i-1"),
+        (order_value(ingestion_id="i-1"),
          (WRONG_TYPE, 'ingestion_id: Input should be a valid UUID, invalid character: found `i` at 0 (got "i-1")')),
-        (changed(payload__status="lost"),
+        (order_value(payload__status="lost"),
          (OUT_OF_CONTRACT, "payload.status: Input should be 'created', 'paid', 'shipped', 'delivered', 'cancelled' or "
                            "'failed' (got \"lost\")")),
-        (changed(payload__amount="-5.00"), (OUT_OF_CONTRACT, 'payload.amount: Input should be greater than or equal to 0 (got "-5.00")')),
-        (changed(payload__amount=1.005), (OUT_OF_CONTRACT, "payload.amount: Decimal input should have no more than 2 decimal places (got 1.005)")),
-        (changed(payload__items=[]), (OUT_OF_CONTRACT, "payload.items: List should have at least 1 item after validation, not 0")),
-        (changed(payload__coupon="X"), (OUT_OF_CONTRACT, 'payload.coupon: Extra inputs are not permitted (got "X")')),
-        (changed(dataset="user_events"), (OUT_OF_CONTRACT, "dataset 'user_events' does not belong on the orders topic")),
-        (changed(payload__status="lost", payload__currency="eur"),
+        (order_value(payload__amount="-5.00"),
+         (OUT_OF_CONTRACT, 'payload.amount: Input should be greater than or equal to 0 (got "-5.00")')),
+        (order_value(payload__amount=1.005),
+         (OUT_OF_CONTRACT, "payload.amount: Decimal input should have no more than 2 decimal places (got 1.005)")),
+        (order_value(payload__items=[]),
+         (OUT_OF_CONTRACT, "payload.items: List should have at least 1 item after validation, not 0")),
+        (order_value(payload__coupon="X"), (OUT_OF_CONTRACT, 'payload.coupon: Extra inputs are not permitted (got "X")')),
+        (order_value(dataset="user_events"), (OUT_OF_CONTRACT, "dataset 'user_events' does not belong on the orders topic")),
+        (order_value(payload__status="lost", payload__currency="eur"),
          (OUT_OF_CONTRACT, "payload.status: Input should be 'created', 'paid', 'shipped', 'delivered', 'cancelled' or "
                            "'failed' (got \"lost\") (and 1 more error)")),
     ],
@@ -95,14 +74,14 @@ def test_each_kind_of_bad_value_gets_its_class_and_reason(value: bytes | None, e
 
 
 def test_a_newer_schema_version_is_named_even_when_its_fields_break_this_version() -> None:
-    newer = changed(schema_version="v2", payload__amount={"units": 12, "currency": "EUR"}, payload__currency=DELETE)
+    newer = order_value(schema_version="v2", payload__amount={"units": 12, "currency": "EUR"}, payload__currency=DELETE)
     assert classify(newer) == Verdict(UNKNOWN_SCHEMA_VERSION, "unknown schema_version 'v2' (known: v1)", None)
-    assert classify(changed(schema_version="v2")) == Verdict(UNKNOWN_SCHEMA_VERSION, "unknown schema_version 'v2' (known: v1)", None)
+    assert classify(order_value(schema_version="v2")) == Verdict(UNKNOWN_SCHEMA_VERSION, "unknown schema_version 'v2' (known: v1)", None)
 
 
 def test_bad_bytes_inside_a_json_string_are_not_utf8() -> None:
     # Named as not UTF-8 (not as malformed JSON) wherever the bad byte sits.
-    value = changed().replace(b'"S-1"', b'"S\xff1"')
+    value = order_value().replace(b'"S-1"', b'"S\xff1"')
     bad_byte = value.index(b"\xff")
     assert classify(value) == Verdict(NOT_UTF8, f"value is not valid UTF-8 (byte {bad_byte})", None)
 
@@ -110,7 +89,7 @@ def test_bad_bytes_inside_a_json_string_are_not_utf8() -> None:
 def test_bad_bytes_in_a_field_given_twice_are_not_utf8_although_the_last_one_wins() -> None:
     # Bronze keeps a valid value as text, so a valid verdict must mean every byte is UTF-8, even
     # in a duplicate key's first value, which the parsed record no longer holds.
-    value = changed().replace(b'"currency": "EUR"', b'"currency": "E\xffR", "currency": "EUR"')
+    value = order_value().replace(b'"currency": "EUR"', b'"currency": "E\xffR", "currency": "EUR"')
     assert value.count(b'"currency"') == 2
     bad_byte = value.index(b"\xff")
 

@@ -22,7 +22,8 @@ from jobs.bronze_stream import start_bronze_query
 from jobs.realtime_metrics import start_metric_queries
 from pipelines.realtime_metrics import METRICS, windowed_metric
 from streamlake.topics import apply_topics, declared_topics
-from tests.bronze_support import envelope_value, produce_raw
+from tests.bronze_support import produce_raw
+from tests.factories import envelope_value
 
 USER_EVENTS = get_contract("user_events")
 

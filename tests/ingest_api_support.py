@@ -1,4 +1,4 @@
-"""Shared fixtures and helpers of the ingestion API tests (no tests of its own).
+"""Helpers of the ingestion API tests (their fixtures are in conftest.py).
 
 The API runs in-process (httpx over ASGI, with the app's real lifespan and so its real producer)
 against the session broker, or against a throwaway broker when a test stops Kafka. Records are read
@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
-import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
@@ -31,32 +29,6 @@ ORDERS_URL = "/v1/datasets/orders/events"
 USER_EVENTS_TOPIC = "streamlake.user_events.raw"
 ORDERS_TOPIC = "streamlake.orders.raw"
 RAW_PARTITIONS = 3
-
-
-def user_event(user_id: int = 12, **changes: Any) -> dict[str, Any]:
-    """A valid `user_events` event as a client sends it (JSON types), with a fresh event id."""
-    return {
-        "event_id": str(uuid.uuid4()),
-        "user_id": user_id,
-        "event_type": "click",
-        "page": "/product/42",
-        "event_timestamp": "2026-01-01T10:00:00Z",
-        "source": "web",
-        **changes,
-    }
-
-
-def order_event(order_id: str = "O-00042", **changes: Any) -> dict[str, Any]:
-    return {
-        "order_id": order_id,
-        "customer_id": "C-007",
-        "status": "paid",
-        "amount": "25.50",
-        "currency": "EUR",
-        "items": [{"sku": "SKU-001", "quantity": 2, "unit_price": "12.75"}],
-        "event_timestamp": "2026-01-01T10:00:00+02:00",
-        **changes,
-    }
 
 
 def settings_for(bootstrap: str, **api: Any) -> Settings:
@@ -94,34 +66,6 @@ async def serving_app(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL, timeout=60) as client:
             yield client
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def api_settings(settings: Settings) -> Settings:
-    """The session broker with its raw topics applied (idempotent), and the API's defaults."""
-    apply_raw_topics(settings)
-    return settings_for(settings.kafka.bootstrap)
-
-
-@pytest.fixture
-async def client(api_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with serving(api_settings) as client:
-        yield client
-
-
-@pytest.fixture
-def consumer(settings: Settings) -> Iterator[Consumer]:
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"test-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
-    try:
-        yield consumer
-    finally:
-        consumer.close()
 
 
 def read_record(consumer: Consumer, topic: str, partition: int, offset: int) -> dict[str, Any]:
