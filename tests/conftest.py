@@ -10,6 +10,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -48,13 +49,20 @@ def start_broker(data_dir: Path) -> LocalBroker:
     return broker
 
 
-@pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
-    broker = start_broker(tmp_path_factory.mktemp("kafka"))
+@contextmanager
+def running_broker(data_dir: Path) -> Iterator[LocalBroker]:
+    """A broker of its own for the block, stopped at its end even on failure."""
+    broker = start_broker(data_dir)
     try:
         yield broker
     finally:
         broker.stop(timeout_s=30)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    with running_broker(tmp_path_factory.mktemp("kafka")) as broker:
+        yield broker
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from ingest_api.app import create_app
 from ingest_api.producer import DeliveryBridge
 from streamlake.kafka_broker import LocalBroker
 from streamlake.ports import free_port
-from tests.conftest import start_broker
+from tests.conftest import running_broker
 from tests.factories import order_event, user_event
 from tests.ingest_api_support import (
     BATCH_URL,
@@ -48,11 +48,8 @@ TIMED_OUT = {"type": "_MSG_TIMED_OUT", "message": "Local: Message timed out"}
 
 @pytest.fixture(scope="module")
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
-    broker = start_broker(tmp_path_factory.mktemp("ingest-kafka"))
-    try:
+    with running_broker(tmp_path_factory.mktemp("ingest-kafka")) as broker:
         yield broker
-    finally:
-        broker.stop(timeout_s=30)
 
 
 def nothing_listening() -> str:
@@ -224,12 +221,9 @@ async def test_readiness_follows_the_broker(own_broker: LocalBroker) -> None:
 
 
 async def test_not_ready_while_the_raw_topics_do_not_exist(tmp_path: Path) -> None:
-    broker = start_broker(tmp_path / "kafka")
-    try:
+    with running_broker(tmp_path / "kafka") as broker:
         async with serving(settings_for(broker.bootstrap)) as client:
             response = await client.get("/readyz")
-    finally:
-        broker.stop(timeout_s=30)
 
     assert response.status_code == 503
     assert response.json() == {

@@ -22,7 +22,7 @@ from conf.settings import Settings
 from ingest_api.app import create_app
 from ingest_api.routes import events
 from ingest_api.routes.events import BATCH_PATH, EVENT_PATH, IngestRoute
-from streamlake.ports import free_port
+from streamlake.ports import free_port, stop_process
 from tests.factories import user_event
 from tests.ingest_api_support import BATCH_URL, EVENTS_URL, apply_raw_topics, serving, serving_app, settings_for
 
@@ -250,12 +250,7 @@ def api_server(settings: Settings, settings_env: dict[str, str], tmp_path_factor
             time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout_s=20)
 
 
 def test_streamlake_api_serves_the_configured_port_and_stores_events(api_server: str) -> None:
