@@ -6,6 +6,7 @@ import json
 import logging
 import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -24,7 +25,7 @@ from pipelines.bronze import KAFKA_SOURCE_SCHEMA
 from streamlake import synthetic
 from streamlake.demo import format_summary
 from streamlake.ports import free_port
-from streamlake.reconcile import reconcile_dataset
+from streamlake.reconcile import DatasetReconciliation, reconcile_dataset
 from streamlake.topics import apply_topics, declared_topics
 from tests.bronze_support import DICTIONARY_ENCODINGS, dlq_headers, parquet_encodings, produce_raw, read_topic
 from tests.factories import envelope_value, order_poison_cases
@@ -37,14 +38,18 @@ def topics(settings: Settings) -> None:
     apply_topics(AdminClient(settings.kafka.client_config()), declared_topics(settings))
 
 
-@pytest.fixture
-def bronze_settings(settings: Settings, tmp_path: Path, topics) -> Settings:
-    """The session broker, a fresh lakehouse (and so a fresh checkpoint) for this test."""
+def bronze_settings_for(settings: Settings, folder: Path) -> Settings:
+    """The session broker, a fresh lakehouse (and so a fresh checkpoint) under `folder`."""
     return load_settings(
         kafka={"bootstrap_servers": settings.kafka.bootstrap},
-        lakehouse={"root": (tmp_path / "lake").as_uri()},
+        lakehouse={"root": (folder / "lake").as_uri()},
         bronze={"max_value_bytes": MAX_VALUE_BYTES, "retry_backoff_s": 0.2},
     )
+
+
+@pytest.fixture
+def bronze_settings(settings: Settings, tmp_path: Path, topics) -> Settings:
+    return bronze_settings_for(settings, tmp_path)
 
 
 def run_available_now(spark: SparkSession, settings: Settings, dataset: str) -> None:
@@ -94,22 +99,53 @@ def test_valid_rows_land_in_bronze_and_each_poison_kind_in_the_dlq(spark: SparkS
         assert headers["dlq.failed.at"].endswith("Z"), case.kind
 
 
-def test_every_offset_is_in_bronze_or_the_dlq_exactly_once(
-    spark: SparkSession, bronze_settings: Settings, caplog: pytest.LogCaptureFixture
-) -> None:
-    events = list(synthetic.orders(20, seed=5))
-    records = [envelope_value(ORDERS, e) for e in events] + [(b"O-X", b"nope")]
-    produce_raw(bronze_settings, ORDERS.raw_topic, records)
-    with caplog.at_level(logging.INFO, logger="streamlake.bronze"):
-        run_available_now(spark, bronze_settings, "orders")
-        run_available_now(spark, bronze_settings, "orders")  # a restart finds nothing new to do
-    result = reconcile_dataset(spark, bronze_settings, ORDERS)
-    assert result.reconciled, format_summary(result)
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
 
-    # The batch logs count what the tasks judged: every offset once, each invalid one by its class.
-    batches = [r for r in caplog.records if r.getMessage() == "bronze batch committed"]
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@dataclass(frozen=True)
+class OrdersRun:
+    """One Bronze run over 20 orders and a poison pill, restarted once, shared by the tests below."""
+
+    settings: Settings
+    reconciliation: DatasetReconciliation
+    batch_logs: list[logging.LogRecord]
+
+
+@pytest.fixture(scope="module")
+def orders_run(spark: SparkSession, settings: Settings, tmp_path_factory: pytest.TempPathFactory, topics) -> OrdersRun:
+    run_settings = bronze_settings_for(settings, tmp_path_factory.mktemp("orders-run"))
+    records = [envelope_value(ORDERS, e) for e in synthetic.orders(20, seed=5)] + [(b"O-X", b"nope")]
+    produce_raw(run_settings, ORDERS.raw_topic, records)
+    kept, bronze_log = _Kept(), logging.getLogger("streamlake.bronze")
+    level = bronze_log.level
+    bronze_log.addHandler(kept)
+    bronze_log.setLevel(logging.INFO)
+    try:
+        run_available_now(spark, run_settings, "orders")
+        run_available_now(spark, run_settings, "orders")  # a restart finds nothing new to do
+    finally:
+        bronze_log.removeHandler(kept)
+        bronze_log.setLevel(level)
+    batch_logs = [r for r in kept.records if r.getMessage() == "bronze batch committed"]
+    return OrdersRun(run_settings, reconcile_dataset(spark, run_settings, ORDERS), batch_logs)
+
+
+def test_every_offset_is_in_bronze_or_the_dlq_exactly_once(orders_run: OrdersRun) -> None:
+    assert orders_run.reconciliation.reconciled, format_summary(orders_run.reconciliation)
+    assert orders_run.reconciliation.messages > 0
+
+
+def test_the_batch_logs_count_what_the_tasks_judged(orders_run: OrdersRun) -> None:
+    # Every offset once, each invalid one by its class, each partition's first and last offset.
+    result, batches = orders_run.reconciliation, orders_run.batch_logs
     dlq_classes = {(int(h["dlq.source.partition"]), int(h["dlq.source.offset"])): h["dlq.error.class"]
-                   for h in map(dlq_headers, read_topic(bronze_settings, ORDERS.dlq_topic))}
+                   for h in map(dlq_headers, read_topic(orders_run.settings, ORDERS.dlq_topic))}
     assert sum(b.rows for b in batches) == result.messages
     assert sum(b.valid for b in batches) == result.bronze_rows
     assert sum((Counter(b.dlq_reasons) for b in batches), Counter()) == Counter(dlq_classes.values())
@@ -117,9 +153,11 @@ def test_every_offset_is_in_bronze_or_the_dlq_exactly_once(
     assert {p: [min(b.offsets[p][0] for b in batches if p in b.offsets), max(b.offsets[p][1] for b in batches if p in b.offsets)]
             for p in first_and_last} == first_and_last
 
-    # The table's properties reach its Parquet writer: a dictionary for the contract's closed
-    # vocabulary (status), plain encoding for the rest, even where values repeat (currency).
-    encodings = parquet_encodings(Path(urlparse(bronze_settings.lakehouse.table_uri("bronze", "orders")).path))
+
+def test_the_tables_properties_reach_its_parquet_writer(orders_run: OrdersRun) -> None:
+    # A dictionary for the contract's closed vocabulary (status), plain encoding for the rest, even
+    # where values repeat (currency).
+    encodings = parquet_encodings(Path(urlparse(orders_run.settings.lakehouse.table_uri("bronze", "orders")).path))
     assert {column: bool(encodings[column] & DICTIONARY_ENCODINGS) for column in ("status", "currency", "raw_value", "order_id")} == {
         "status": True, "currency": False, "raw_value": False, "order_id": False,
     }
