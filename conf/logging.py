@@ -7,8 +7,8 @@ import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
-# Spark's py4j and Kafka's clients chat at INFO; operators need our lines, not theirs.
-_QUIET_LOGGERS = ("py4j", "urllib3")
+# Spark's py4j, Kafka's clients and Great Expectations chat at INFO; operators need our lines, not theirs.
+_QUIET_LOGGERS = ("py4j", "urllib3", "great_expectations")
 
 
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:

@@ -165,6 +165,17 @@ class RealtimeSettings(Section):
     trigger_interval: str = "5 seconds"
 
 
+class SilverSettings(Section):
+    """The Silver batch job's row rules (pipelines.silver_rules)."""
+
+    # Clock skew allowed between a client and the API: an event stamped later than its receive
+    # time by more than this is quarantined as future-dated.
+    future_tolerance_s: int = Field(default=300, ge=0)
+    # The site's pages; an entry ending in `*` matches any page with that prefix. A `user_events`
+    # page outside it is a warning: the row is kept and the violation counted.
+    site_map: list[str] = ["/", "/home", "/search", "/product/*", "/cart", "/checkout"]
+
+
 class JvmSettings(Section):
     # Where `make jars` puts the jars fetched by Maven (jvm/*/pom.xml).
     jars_dir: Path = PROJECT_DIR / ".cache" / "jars"
@@ -221,6 +232,7 @@ class Settings(BaseSettings):
     jvm: JvmSettings = JvmSettings()
     bronze: BronzeSettings = BronzeSettings()
     realtime: RealtimeSettings = RealtimeSettings()
+    silver: SilverSettings = SilverSettings()
     api: ApiSettings = ApiSettings()
 
     @classmethod
