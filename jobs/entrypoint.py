@@ -41,10 +41,12 @@ def run_job(
     body: JobBody,
     argv: list[str] | None = None,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    check_arguments: Callable[[argparse.ArgumentParser, argparse.Namespace], None] | None = None,
 ) -> int:
     """Parse arguments, load settings, build the session, run `body`, stop the session; the exit status.
 
-    `body` gets an event that is set on SIGTERM: a long job checks it and ends cleanly. An error
+    `check_arguments` may refuse a combination of arguments with `parser.error` (exit 2), before
+    anything starts. `body` gets an event that is set on SIGTERM: a long job checks it and ends cleanly. An error
     raised after SIGTERM is the stop cutting work short, not a failure (every write is atomic and
     idempotent, so the cut work is redone on the next run).
     """
@@ -54,6 +56,8 @@ def run_job(
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)  # a bad argument: argparse names it and exits with 2
+    if check_arguments is not None:
+        check_arguments(parser, args)
     configure_logging()
     try:
         settings: Settings = load_settings(args.env)

@@ -189,3 +189,30 @@ def check_checkpoint_matches_table(spark: SparkSession, checkpoint: str, table: 
             f"batch {written} from app id {app_id!r}. A reset checkpoint needs a new app id "
             f"(setting bronze.app_ids); see docs/runbook.md"
         )
+
+
+def write_text(spark: SparkSession, uri: str, text: str) -> None:
+    """Write (or overwrite) a small text file at a storage URI, through Hadoop's file systems."""
+    path, fs = _hadoop_path(spark, uri)
+    stream = fs.create(path, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def read_text(spark: SparkSession, uri: str) -> str:
+    path, fs = _hadoop_path(spark, uri)
+    jvm = spark.sparkContext._jvm
+    stream = fs.open(path)
+    try:
+        return str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+    finally:
+        stream.close()
+
+
+def copy_local_tree(spark: SparkSession, local_dir: str, uri: str) -> None:
+    """Copy a local folder's files to a storage URI (overwriting), through Hadoop's file systems."""
+    jvm = spark.sparkContext._jvm
+    target, fs = _hadoop_path(spark, uri)
+    fs.copyFromLocalFile(False, True, jvm.org.apache.hadoop.fs.Path(f"file://{local_dir}"), target)

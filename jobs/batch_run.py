@@ -1,0 +1,95 @@
+"""What the batch jobs (Silver, Gold) share: their date arguments, run ids and run results.
+
+A batch run owns a set of dates (`--date D`, `--dates D1,D2`, `--from D1 --to D2` inclusive) and
+reports what it touched, so the next step rebuilds exactly that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from jobs.lakehouse_io import write_text
+
+
+def iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def iso_dates(text: str) -> list[date]:
+    return sorted({iso_date(part.strip()) for part in text.split(",") if part.strip()})
+
+
+def add_date_arguments(parser: argparse.ArgumentParser, *, listed: bool) -> None:
+    """`--date D` (or, when `listed`, `--dates D1,D2,...`), or `--from D1 --to D2` (inclusive)."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    if listed:
+        group.add_argument("--dates", type=iso_dates, help="comma-separated dates, e.g. 2026-01-01,2026-01-03")
+    else:
+        group.add_argument("--date", type=iso_date, help="one date, e.g. 2026-01-01")
+    group.add_argument("--from", dest="from_date", type=iso_date, help="first date of a range (with --to)")
+    parser.add_argument("--to", dest="to_date", type=iso_date, help="last date of the range, inclusive")
+    parser.add_argument("--result-file", default=None, help="also write the run's result JSON to this local file")
+
+
+def check_dates(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Set `args.run_dates` to the dates the arguments name, in order; a bad combination is an
+    argument error (exit 2)."""
+    args.run_dates = _named_dates(parser, args)
+
+
+def _named_dates(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[date]:
+    if args.from_date is not None or args.to_date is not None:
+        if args.from_date is None or args.to_date is None:
+            parser.error("--from and --to go together")
+        if args.from_date > args.to_date:
+            parser.error(f"--from {args.from_date} is after --to {args.to_date}")
+        return [args.from_date + timedelta(days=n) for n in range((args.to_date - args.from_date).days + 1)]
+    named = getattr(args, "dates", None) or ([args.date] if getattr(args, "date", None) else [])
+    if not named:
+        parser.error("no dates given")
+    return named
+
+
+def new_run_id(job: str, dataset: str, at: datetime) -> str:
+    """Sortable by time, unique across concurrent runs: `silver-orders-20260102T030405Z-1a2b3c4d`."""
+    return f"{job}-{dataset}-{at.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class RunResult:
+    """A batch run's result: logged as its last line, written as JSON under `<lakehouse>/_quality/`."""
+
+    job: str
+    run_id: str
+    dataset: str
+    dates: list[date]
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    success: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps({
+            "job": self.job, "run_id": self.run_id, "dataset": self.dataset, "dates": self.dates,
+            "started_at": self.started_at, "success": self.success, **self.details,
+        }, default=str))
+
+
+def write_result(spark: SparkSession, uri: str, result: RunResult) -> None:
+    write_text(spark, uri, json.dumps(result.as_json(), indent=2) + "\n")
+
+
+def write_result_file(path: str, results: list[RunResult]) -> None:
+    """The results of a command's runs (one per date for Silver), for an orchestrator to read."""
+    with open(path, "w", encoding="utf-8") as out:
+        json.dump({"runs": [r.as_json() for r in results]}, out, indent=2)
+        out.write("\n")

@@ -1,0 +1,116 @@
+"""Gold batch: Silver -> the dataset's daily metric tables, rebuilt for exactly the given event dates.
+
+    spark-submit jobs/gold_batch.py --dataset user_events --dates 2026-01-01,2026-01-02
+    spark-submit jobs/gold_batch.py --dataset orders --from 2026-01-01 --to 2026-01-07
+    streamlake batch gold --dataset user_events --dates 2026-01-01        (the same, through spark-submit)
+
+One run is one write-audit-publish transaction over all of the dataset's tables
+(`pipelines.gold.GOLD_TABLES`): every table is computed for the dates from Silver and checked with
+its Great Expectations suite; only when every critical check passes is each table written, with
+`replaceWhere` on exactly those event dates. A rerun writes the same rows again; a date with no
+Silver rows gets no rows (its old rows are removed, never replaced by zeros). The dates to pass are
+the event dates a Silver run reports as touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import date
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from conf.settings import Settings
+from contracts.registry import get_contract
+from jobs.batch_run import RunResult, add_date_arguments, check_dates, new_run_id, write_result_file
+from jobs.entrypoint import run_job
+from jobs.lakehouse_io import delta_table_exists, delta_version, ensure_delta_table
+from jobs.quality import QualityRecorder, gold_suite
+from pipelines.gold import GOLD_PARTITION_COLUMNS, GOLD_TABLES, GoldTable
+
+JOB = "gold"
+log = logging.getLogger("streamlake.gold")
+
+# Lets a test change a table's frame between write and audit: (table name, frame) -> frame.
+StageHook = Callable[[str, DataFrame], DataFrame]
+
+
+def run_gold(
+    spark: SparkSession, settings: Settings, dataset: str, dates: list[date],
+    *, stage_hook: StageHook | None = None, results: list[RunResult] | None = None,
+) -> RunResult:
+    """Rebuild every Gold table of `dataset` for `dates`; raises RunFailedError when the audit fails
+    (after recording why), and publishes only when it passes."""
+    get_contract(dataset)
+    result = RunResult(JOB, "", dataset, sorted(dates))
+    result.run_id = new_run_id(JOB, dataset, result.started_at)
+    if results is not None:
+        results.append(result)
+    started = time.monotonic()
+    context = {"dataset": dataset, "dates": [str(d) for d in result.dates], "run_id": result.run_id}
+    silver = settings.lakehouse.table_uri("silver", dataset)
+    if not delta_table_exists(spark, silver):
+        raise FileNotFoundError(f"no Silver table at {silver}; run `streamlake batch silver --dataset {dataset}` first")
+    log.info("gold run started", extra={**context, "source": silver})
+
+    # -- write: each table's rows for the dates, computed once and kept for audit and publish
+    silver_df = spark.read.format("delta").load(silver).where(F.col("event_date").isin(result.dates))
+    silver_df = silver_df.persist(StorageLevel.MEMORY_AND_DISK)
+    updated_at = F.lit(result.started_at.replace(tzinfo=None)).cast("timestamp")
+    staged: list[tuple[GoldTable, str, DataFrame]] = []
+    try:
+        silver_rows = silver_df.count()
+        for table in GOLD_TABLES[dataset]:
+            frame = table.build(silver_df, updated_at)
+            if stage_hook is not None:
+                frame = stage_hook(table.name, frame)
+            staged.append((table, settings.lakehouse.table_uri("gold", table.name), frame.persist(StorageLevel.MEMORY_AND_DISK)))
+
+        # -- audit
+        quality = QualityRecorder(spark, settings, "gold", result)
+        rows_out = {}
+        for table, path, frame in staged:
+            rows_out[table.name] = frame.count()
+            quality.validate(gold_suite(table), frame, f"gold.{table.name}")
+        result.details.update({"silver_rows": silver_rows, "rows_out": rows_out})
+        quality.raise_if_failed(context)
+
+        # -- publish
+        only_dates = " OR ".join(f"event_date = DATE'{d}'" for d in result.dates)
+        versions = {}
+        for table, path, frame in staged:
+            ensure_delta_table(spark, path, frame.schema, GOLD_PARTITION_COLUMNS, {})
+            frame.write.format("delta").mode("overwrite").option("replaceWhere", only_dates).save(path)
+            versions[table.name] = delta_version(spark, path)
+        result.details["delta_versions"] = versions
+        result.details["duration_s"] = round(time.monotonic() - started, 1)
+        quality.publish_succeeded()
+    finally:
+        for _, _, frame in staged:
+            frame.unpersist()
+        silver_df.unpersist()
+    log.info("gold run published", extra={**context, **result.as_json()})
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    def body(spark: SparkSession, settings: Settings, args: argparse.Namespace, stop_requested: threading.Event) -> None:
+        results: list[RunResult] = []
+        try:
+            run_gold(spark, settings, args.dataset, args.run_dates, results=results)
+        finally:
+            if args.result_file:
+                write_result_file(args.result_file, results)
+
+    return run_job(JOB, "Silver -> Gold daily metrics for the given event dates, write-audit-publish.", body, argv,
+                   lambda parser: add_date_arguments(parser, listed=True), check_dates)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
