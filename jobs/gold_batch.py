@@ -75,7 +75,7 @@ def run_gold(
         # -- audit
         quality = QualityRecorder(spark, settings, "gold", result)
         rows_out = {}
-        for table, path, frame in staged:
+        for table, _, frame in staged:
             rows_out[table.name] = frame.count()
             quality.validate(gold_suite(table), frame, f"gold.{table.name}")
         result.details.update({"silver_rows": silver_rows, "rows_out": rows_out})
