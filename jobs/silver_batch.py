@@ -107,8 +107,7 @@ def run_silver(
         .transform(with_rule_violations, SILVER_RULES[dataset], rule_params(settings))
     )
     input_dates = sorted(r.event_date for r in judged_df.select("event_date").distinct().collect())
-    _create_tables(spark, contract, tables, judged_df)
-    silver_keys_df = spark.read.format("delta").load(tables.silver).where(F.col("event_date").isin(input_dates))
+    silver_keys_df = _silver_keys(spark, tables.silver, judged_df, input_dates)
     # Materialized, lineage cut: the plan reads Silver, so computed again after the Silver MERGE it
     # would see its own rows as duplicates and stage nothing for quarantine and orders_current.
     planned_df = plan_silver_actions(judged_df, silver_keys_df, identity).localCheckpoint(eager=True)
@@ -144,6 +143,7 @@ def run_silver(
         quality.raise_if_failed(context)
 
         # -- publish
+        _create_tables(spark, contract, tables, planned_df)
         versions = {"silver": _merge_silver(spark, tables.silver, staged_df, identity, touched, by_action)}
         if by_action[SilverAction.QUARANTINED]:
             versions["quarantine"] = _merge_quarantine(spark, tables.quarantine, quarantine_rows(planned_df, contract))
@@ -158,13 +158,19 @@ def run_silver(
     return result
 
 
-def _create_tables(spark: SparkSession, contract: DatasetContract, tables: SilverTables, judged_df: DataFrame) -> None:
-    """Silver, quarantine (and for orders, orders_current) exist from the first run on, so that a
-    MERGE always has a target and readers always find a table."""
-    empty_df = judged_df.limit(0)
-    silver_schema = staged_silver_rows(empty_df.withColumn("silver_action", F.lit(None).cast("string")), contract).schema
+def _silver_keys(spark: SparkSession, path: str, judged_df: DataFrame, event_dates: list[date]) -> DataFrame:
+    """What Silver holds for these event dates (none before its first publish)."""
+    if delta_table_exists(spark, path):
+        return spark.read.format("delta").load(path).where(F.col("event_date").isin(event_dates))
+    return judged_df.limit(0)
+
+
+def _create_tables(spark: SparkSession, contract: DatasetContract, tables: SilverTables, planned_df: DataFrame) -> None:
+    """Silver, quarantine (and for orders, orders_current) exist from the first publish on, so that
+    a MERGE always has a target and readers always find a table; a failed run creates nothing."""
+    silver_schema = staged_silver_rows(planned_df, contract).schema
     ensure_delta_table(spark, tables.silver, silver_schema, SILVER_PARTITION_COLUMNS, {})
-    quarantine_schema = quarantine_rows(empty_df.withColumn("silver_action", F.lit(None).cast("string")), contract).schema
+    quarantine_schema = quarantine_rows(planned_df, contract).schema
     ensure_delta_table(spark, tables.quarantine, quarantine_schema, QUARANTINE_PARTITION_COLUMNS, {"delta.appendOnly": "true"})
     if contract.name == "orders":
         ensure_delta_table(spark, tables.orders_current, silver_schema, [], {})

@@ -17,6 +17,8 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 stream_app = typer.Typer(help="Long-running Spark Structured Streaming jobs (run through spark-submit).", no_args_is_help=True)
 app.add_typer(stream_app, name="stream")
+batch_app = typer.Typer(help="Batch Spark jobs: Silver and Gold, write-audit-publish (run through spark-submit).", no_args_is_help=True)
+app.add_typer(batch_app, name="batch")
 
 _state: dict[str, str | None] = {"env": None}
 
@@ -153,6 +155,45 @@ def stream_bronze(
 def stream_realtime(dataset: Annotated[str, typer.Option(help="A registered dataset, e.g. user_events.")]) -> None:
     """Bronze -> 1-minute real-time metrics in Delta (spark-submit jobs/realtime_metrics.py)."""
     _run_spark_job("realtime_metrics.py", dataset, [])
+
+
+DatasetOption = Annotated[str, typer.Option(help="A registered dataset, e.g. user_events.")]
+FromOption = Annotated[str | None, typer.Option("--from", help="First date of a range (YYYY-MM-DD), with --to.")]
+ToOption = Annotated[str | None, typer.Option("--to", help="Last date of the range, inclusive.")]
+ResultFileOption = Annotated[str | None, typer.Option(help="Also write the run's result JSON to this local file.")]
+
+
+def _date_args(**named: str | None) -> list[str]:
+    """The options given, as the job's own arguments (the job checks them and names a bad one)."""
+    args = []
+    for name, value in named.items():
+        if value is not None:
+            args += [f"--{name.replace('_', '-')}", value]
+    return args
+
+
+@batch_app.command("silver")
+def batch_silver(
+    dataset: DatasetOption,
+    date: Annotated[str | None, typer.Option(help="Bronze ingestion date to process (YYYY-MM-DD).")] = None,
+    from_: FromOption = None,
+    to: ToOption = None,
+    result_file: ResultFileOption = None,
+) -> None:
+    """Bronze rows ingested on a date (or each date of a range) -> Silver (spark-submit jobs/silver_batch.py)."""
+    _run_spark_job("silver_batch.py", dataset, _date_args(date=date, **{"from": from_}, to=to, result_file=result_file))
+
+
+@batch_app.command("gold")
+def batch_gold(
+    dataset: DatasetOption,
+    dates: Annotated[str | None, typer.Option(help="Event dates to rebuild, comma-separated (YYYY-MM-DD,...).")] = None,
+    from_: FromOption = None,
+    to: ToOption = None,
+    result_file: ResultFileOption = None,
+) -> None:
+    """Silver -> the dataset's Gold tables, rebuilt for exactly the given event dates (spark-submit jobs/gold_batch.py)."""
+    _run_spark_job("gold_batch.py", dataset, _date_args(dates=dates, **{"from": from_}, to=to, result_file=result_file))
 
 
 def _run_spark_job(script: str, dataset: str, extra: list[str]) -> None:

@@ -1,15 +1,21 @@
-"""Helpers shared by the Bronze tests: producing records with known coordinates, reading the DLQ,
-and the Parquet encodings of a table's files."""
+"""Helpers shared by the Bronze tests (and the batch layers' tests, which start from Bronze):
+producing records with known coordinates, reading the DLQ, the Parquet encodings of a table's
+files, and landing records in Bronze directly."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, Producer, TopicPartition
+from pyspark.sql import SparkSession
 
 from conf.settings import Settings
+from contracts.registry import DatasetContract
+from jobs.bronze_table import create_bronze_table
+from pipelines.bronze import KAFKA_SOURCE_SCHEMA, to_bronze_rows, with_verdict
 
 
 @dataclass(frozen=True)
@@ -83,3 +89,25 @@ def parquet_encodings(table_dir: Path) -> dict[str, set[str]]:
                 chunk = metadata.row_group(group).column(index)
                 encodings.setdefault(chunk.path_in_schema, set()).update(chunk.encodings)
     return encodings
+
+
+@dataclass(frozen=True)
+class KafkaRecord:
+    """A raw-topic record with the coordinates and timestamp a test chooses."""
+
+    key: bytes
+    value: bytes
+    partition: int
+    offset: int
+    timestamp: datetime
+
+
+def write_bronze(spark: SparkSession, settings: Settings, contract: DatasetContract, records: list[KafkaRecord]) -> None:
+    """Land records in Bronze through Bronze's own verdict and shaping, without Kafka: for tests that
+    need ingestion dates (Kafka timestamps) of their choosing. Every record must be valid."""
+    rows = [(r.key, r.value, contract.raw_topic, r.partition, r.offset, r.timestamp, 0, []) for r in records]
+    judged_df = with_verdict(spark.createDataFrame(rows, KAFKA_SOURCE_SCHEMA), contract, settings.bronze.max_value_bytes)
+    assert judged_df.filter("error IS NOT NULL").count() == 0, "write_bronze takes valid records only"
+    table = settings.lakehouse.table_uri("bronze", contract.name)
+    create_bronze_table(spark, contract, table)
+    judged_df.transform(to_bronze_rows, contract, 0).write.format("delta").mode("append").save(table)
