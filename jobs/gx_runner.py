@@ -65,7 +65,8 @@ def _context(results_dir: str, docs_dir: str) -> Any:
     os.makedirs(results_dir, exist_ok=True)
     os.makedirs(docs_dir, exist_ok=True)
     context = gx.get_context(mode="ephemeral", project_config=_config(results_dir, docs_dir))
-    context.data_sources.add_spark(name="spark")
+    # The jobs materialize what they validate themselves; GE's own cache would never be released.
+    context.data_sources.add_spark(name="spark", persist=False)
     return context
 
 

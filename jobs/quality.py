@@ -45,8 +45,9 @@ from pipelines.silver_rules import FAIL, RuleParams
 log = logging.getLogger("streamlake.quality")
 
 CRITICAL, WARNING = "critical", "warning"
-# Event times before this are not real events of this platform: a unit or parsing mistake.
-EARLIEST_EVENT_TIME = datetime(2000, 1, 1)
+# Event times before this are not real events of this platform: a unit or parsing mistake. Bounds
+# are timezone-aware: GE would read a naive one in the process's zone, not Spark's UTC.
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 QUALITY_EVENTS_SCHEMA = StructType([
     StructField("run_id", StringType(), False),
@@ -112,7 +113,7 @@ def silver_suite(contract: DatasetContract, identity: tuple[str, ...], params: R
         if constraint.pattern is not None:
             expectations.append(Expectation("expect_column_values_to_match_regex", {"column": column, "regex": constraint.pattern}))
         if constraint.is_timestamp:
-            latest = run_started.replace(tzinfo=None) + timedelta(seconds=params.future_tolerance_s)
+            latest = run_started + timedelta(seconds=params.future_tolerance_s)
             expectations.append(Expectation("expect_column_values_to_be_between",
                                             {"column": column, "min_value": EARLIEST_EVENT_TIME, "max_value": latest}))
     for column in identity:

@@ -4,13 +4,14 @@ files, and landing records in Bronze directly."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, Producer, TopicPartition
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from conf.settings import Settings
 from contracts.registry import DatasetContract
@@ -102,12 +103,17 @@ class KafkaRecord:
     timestamp: datetime
 
 
-def write_bronze(spark: SparkSession, settings: Settings, contract: DatasetContract, records: list[KafkaRecord]) -> None:
+def write_bronze(
+    spark: SparkSession, settings: Settings, contract: DatasetContract, records: list[KafkaRecord],
+    change: Callable[[DataFrame], DataFrame] | None = None,
+) -> None:
     """Land records in Bronze through Bronze's own verdict and shaping, without Kafka: for tests that
-    need ingestion dates (Kafka timestamps) of their choosing. Every record must be valid."""
+    need ingestion dates (Kafka timestamps) of their choosing. Every record must be valid; `change`
+    may then alter the Bronze rows (e.g. a schema version Silver does not know yet)."""
     rows = [(r.key, r.value, contract.raw_topic, r.partition, r.offset, r.timestamp, 0, []) for r in records]
     judged_df = with_verdict(spark.createDataFrame(rows, KAFKA_SOURCE_SCHEMA), contract, settings.bronze.max_value_bytes)
     assert judged_df.filter("error IS NOT NULL").count() == 0, "write_bronze takes valid records only"
     table = settings.lakehouse.table_uri("bronze", contract.name)
     create_bronze_table(spark, contract, table)
-    judged_df.transform(to_bronze_rows, contract, 0).write.format("delta").mode("append").save(table)
+    bronze_df = judged_df.transform(to_bronze_rows, contract, 0)
+    (change(bronze_df) if change else bronze_df).write.format("delta").mode("append").save(table)
