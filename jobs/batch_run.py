@@ -84,6 +84,11 @@ class RunResult:
         }, default=str))
 
 
+    def summary(self) -> dict[str, Any]:
+        """The result without its per-check outcomes: the run's one-line summary."""
+        return {k: v for k, v in self.as_json().items() if k != "outcomes"}
+
+
 def write_result(spark: SparkSession, uri: str, result: RunResult) -> None:
     write_text(spark, uri, json.dumps(result.as_json(), indent=2) + "\n")
 

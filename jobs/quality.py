@@ -218,8 +218,9 @@ class QualityRecorder:
 
     def _record(self) -> None:
         passed = sum(o.success for o in self.outcomes)
-        self.result.details["checks"] = {"passed": passed, "failed": len(self.outcomes) - passed,
-                                         "outcomes": [_outcome_fields(o) for o in self.outcomes]}
+        self.result.details["checks"] = {"passed": passed, "failed": len(self.outcomes) - passed}
+        self.result.details["outcomes"] = [_outcome_fields(o) for o in self.outcomes]
+        self.result.details["duration_s"] = round((datetime.now(UTC) - self.result.started_at).total_seconds(), 1)
         lake = self.settings.lakehouse
         write_result(self.spark, f"{lake.root}/_quality/{self.layer}/{self.result.dataset}/{self.result.run_id}.json", self.result)
         self._append_events()
