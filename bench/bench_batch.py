@@ -3,7 +3,8 @@
 
 Bronze is written directly by the benchmark (Spark SQL, no Kafka), in Bronze's own table and
 schema: a realistic mix of users, pages and event types, 2% duplicates (a retry of the event just
-before, at a later offset), 0.5% future-dated (quarantined) and 1% off the site map (warnings).
+before, at a later offset), 0.5% future-dated (quarantined), 1% off the site map (warnings) and 1%
+late (the previous event date, so Gold rebuilds two dates).
 For each size, in the same session and one after the other:
     baseline  read the day's Bronze partition and write it as a new Delta table
     batch     `run_silver` for the day, then `run_gold` for the event dates it touched
@@ -35,7 +36,7 @@ from jobs.spark_session import build_spark_session
 
 SIZES = [int(n) for n in os.environ.get("BENCH_BATCH_SIZES", "1000000,4000000").split(",")]
 WARMUP_SIZE = 100_000
-DUPLICATE_EVERY, FUTURE_EVERY, OFF_MAP_EVERY = 50, 200, 100
+DUPLICATE_EVERY, FUTURE_EVERY, OFF_MAP_EVERY, LATE_EVERY = 50, 200, 100, 100
 USER_EVENTS = get_contract("user_events")
 
 
@@ -45,8 +46,11 @@ def bronze_day(spark: SparkSession, rows: int, day: date, first_offset: int) -> 
     # A duplicate repeats the previous row's event (same id and payload), one offset later.
     event_n = F.when(n % DUPLICATE_EVERY == DUPLICATE_EVERY - 1, n - 1).otherwise(n)
     received_at = F.lit(f"{day} 00:00:00").cast("timestamp") + F.make_dt_interval(secs=(event_n % 86_000) + 60)
-    event_ts = F.when(n % FUTURE_EVERY == 7, received_at + F.expr("INTERVAL 1 HOUR")).otherwise(
-        received_at - F.make_dt_interval(secs=event_n % 30))
+    event_ts = (
+        F.when(n % FUTURE_EVERY == 7, received_at + F.expr("INTERVAL 1 HOUR"))
+        .when(event_n % LATE_EVERY == 11, received_at - F.expr("INTERVAL 1 DAY"))
+        .otherwise(received_at - F.make_dt_interval(secs=event_n % 30))
+    )
     pages = F.array(*(F.lit(p) for p in ("/", "/home", "/search", "/product/42", "/product/7", "/cart", "/checkout")))
     page = F.when(n % OFF_MAP_EVERY == 3, F.lit("/old-landing")).otherwise(pages[(event_n * 13 % 7).cast("int")])
     kinds = F.array(*(F.lit(k) for k in ("click", "click", "click", "login", "logout", "purchase")))
@@ -133,7 +137,8 @@ def batch_day(spark: SparkSession, settings: Settings, day: date) -> tuple[float
     return seconds, {"silver_s": round(silver_s, 1), "gold_s": round(seconds - silver_s, 1),
                      "bronze_rows": silver.details["bronze_rows"], "inserted": silver.details["inserted"],
                      "duplicates": silver.details["duplicates_in_input"], "quarantined": silver.details["quarantined"],
-                     "event_dates": len(gold.dates), "checks": silver.details["checks"]["passed"] + gold.details["checks"]["passed"]}
+                     "event_dates": len(gold.dates), "checks": silver.details["checks"]["passed"] + gold.details["checks"]["passed"],
+                     "silver_phase_s": silver.details["phase_s"], "gold_phase_s": gold.details["phase_s"]}
 
 
 def run(ctx: BenchContext) -> list[Measurement]:

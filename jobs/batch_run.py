@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -47,6 +49,16 @@ def check_dates(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     args.run_dates = _named_dates(parser, args)
 
 
+def parse_date_arguments(argv: list[str], *, listed: bool, prog: str) -> argparse.Namespace:
+    """The date arguments alone, checked exactly as the job checks them: the CLI refuses a bad one
+    (exit 2, naming it) before it starts Spark."""
+    parser = argparse.ArgumentParser(prog=prog)
+    add_date_arguments(parser, listed=listed)
+    args = parser.parse_args(argv)
+    check_dates(parser, args)
+    return args
+
+
 def _named_dates(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[date]:
     if args.from_date is not None or args.to_date is not None:
         if args.from_date is None or args.to_date is None:
@@ -76,6 +88,7 @@ class RunResult:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     success: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+    _phase_started: float = field(default_factory=time.monotonic, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         return json.loads(json.dumps({
@@ -83,6 +96,15 @@ class RunResult:
             "started_at": self.started_at, "success": self.success, **self.details,
         }, default=str))
 
+
+    def end_phase(self, phase: str, log: logging.Logger) -> None:
+        """Close a phase of the run (write, audit, publish): its seconds go to `phase_s`, and a
+        progress line to the log."""
+        now = time.monotonic()
+        seconds = round(now - self._phase_started, 1)
+        self._phase_started = now
+        self.details.setdefault("phase_s", {})[phase] = seconds
+        log.info(f"{self.job} {phase} done", extra={"dataset": self.dataset, "run_id": self.run_id, "seconds": seconds})
 
     def summary(self) -> dict[str, Any]:
         """The result without its per-check outcomes: the run's one-line summary."""

@@ -70,6 +70,8 @@ def run_gold(
                 frame = stage_hook(table.name, frame)
             staged.append((table, settings.lakehouse.table_uri("gold", table.name), frame.persist(StorageLevel.MEMORY_AND_DISK)))
 
+        result.end_phase("write", log)
+
         # -- audit
         quality = QualityRecorder(spark, settings, "gold", result)
         rows_out = {}
@@ -79,6 +81,8 @@ def run_gold(
         result.details.update({"silver_rows": silver_rows, "rows_out": rows_out})
         quality.raise_if_failed(context)
 
+        result.end_phase("audit", log)
+
         # -- publish
         only_dates = " OR ".join(f"event_date = DATE'{d}'" for d in result.dates)
         versions = {}
@@ -87,6 +91,7 @@ def run_gold(
             frame.write.format("delta").mode("overwrite").option("replaceWhere", only_dates).save(path)
             versions[table.name] = delta_version(spark, path)
         result.details["delta_versions"] = versions
+        result.end_phase("publish", log)
         quality.publish_succeeded()
     finally:
         for _, _, frame in staged:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
@@ -189,6 +190,20 @@ def check_checkpoint_matches_table(spark: SparkSession, checkpoint: str, table: 
             f"batch {written} from app id {app_id!r}. A reset checkpoint needs a new app id "
             f"(setting bronze.app_ids); see docs/runbook.md"
         )
+
+
+@contextmanager
+def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """Set a Spark SQL setting for the block only, then restore what it was."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 def write_text(spark: SparkSession, uri: str, text: str) -> None:

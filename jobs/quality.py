@@ -177,9 +177,8 @@ class QualityRecorder:
                                           unexpected_count=unexpected, details=details))
 
     def rule(self, name: str, table: str, action: str, violations: int) -> None:
-        """A row rule's count: only a `fail` rule's violation is fatal."""
-        self.outcomes.append(CheckOutcome(table, name, "rule", action, violations == 0 or action != FAIL,
-                                          unexpected_count=violations))
+        """A row rule's count: it fails when any row broke it, and only a `fail` rule's failure is fatal."""
+        self.outcomes.append(CheckOutcome(table, name, "rule", action, violations == 0, unexpected_count=violations))
 
     def validate(self, suite: Suite, df: DataFrame, table: str) -> None:
         """Validate `df` (the frame the run will write) with `suite` through Great Expectations."""

@@ -34,7 +34,7 @@ from conf.settings import Settings
 from contracts.registry import DatasetContract, get_contract
 from jobs.batch_run import RunResult, add_date_arguments, check_dates, new_run_id, write_result_file
 from jobs.entrypoint import run_job
-from jobs.lakehouse_io import delta_table_exists, delta_version, ensure_delta_table
+from jobs.lakehouse_io import delta_table_exists, delta_version, ensure_delta_table, session_conf
 from jobs.quality import QualityRecorder, silver_suite
 from pipelines.silver import (
     IDENTITY,
@@ -42,14 +42,14 @@ from pipelines.silver import (
     QUARANTINE_PARTITION_COLUMNS,
     SILVER_PARTITION_COLUMNS,
     SilverAction,
-    latest_order_states,
+    filter_latest_order_states,
+    filter_staged_rows,
     plan_silver_actions,
     quarantine_rows,
-    staged_silver_rows,
     state_order,
     to_silver_rows,
 )
-from pipelines.silver_rules import FAIL, SILVER_RULES, RuleParams, violation_counts, with_rule_violations
+from pipelines.silver_rules import FAIL, SILVER_RULES, RuleParams, count_violations, with_rule_violations
 
 JOB = "silver"
 log = logging.getLogger("streamlake.silver")
@@ -113,10 +113,12 @@ def run_silver(
         counts = {(r.silver_action, r.event_date): r["count"] for r in planned_df.groupBy("silver_action", "event_date").count().collect()}
         by_action = {action: sum(n for (a, _), n in counts.items() if a == action) for action in SilverAction.ALL}
         touched = sorted({d for (a, d) in counts if a in SilverAction.WRITTEN})
-        violations = [(r.rule, r.action, r.rows) for r in violation_counts(planned_df).collect()]
-        staged_df = staged_silver_rows(planned_df, contract)
+        violations = [(r.rule, r.action, r.rows) for r in count_violations(planned_df).collect()]
+        staged_df = filter_staged_rows(planned_df, contract)
         if stage_hook is not None:
             staged_df = stage_hook(staged_df)
+
+        result.end_phase("write", log)
 
         # -- audit
         quality = QualityRecorder(spark, settings, "silver", result)
@@ -140,6 +142,8 @@ def run_silver(
         })
         quality.raise_if_failed(context)
 
+        result.end_phase("audit", log)
+
         # -- publish
         _create_tables(spark, contract, tables, planned_df)
         versions = {"silver": _merge_silver(spark, tables.silver, staged_df, identity, touched, by_action)}
@@ -148,6 +152,7 @@ def run_silver(
         if dataset == "orders" and touched:
             versions["orders_current"] = _merge_orders_current(spark, tables.orders_current, staged_df)
         result.details["delta_versions"] = versions
+        result.end_phase("publish", log)
         quality.publish_succeeded()
     finally:
         planned_df.unpersist()
@@ -165,7 +170,7 @@ def _silver_keys(spark: SparkSession, path: str, judged_df: DataFrame, event_dat
 def _create_tables(spark: SparkSession, contract: DatasetContract, tables: SilverTables, planned_df: DataFrame) -> None:
     """Silver, quarantine (and for orders, orders_current) exist from the first publish on, so that
     a MERGE always has a target and readers always find a table; a failed run creates nothing."""
-    silver_schema = staged_silver_rows(planned_df, contract).schema
+    silver_schema = filter_staged_rows(planned_df, contract).schema
     ensure_delta_table(spark, tables.silver, silver_schema, SILVER_PARTITION_COLUMNS, {})
     quarantine_schema = quarantine_rows(planned_df, contract).schema
     ensure_delta_table(spark, tables.quarantine, quarantine_schema, QUARANTINE_PARTITION_COLUMNS, {"delta.appendOnly": "true"})
@@ -187,14 +192,14 @@ def _merge_silver(
     dates = ", ".join(f"DATE'{d}'" for d in touched)
     on = " AND ".join([f"target.event_date IN ({dates})", "target.event_date = source.event_date",
                        *(f"target.{c} = source.{c}" for c in identity)])
-    metrics = (
-        DeltaTable.forPath(spark, path).alias("target")
-        .merge(staged_df.alias("source"), on)
-        .whenMatchedUpdateAll(condition=_EARLIER_COPY)
-        .whenNotMatchedInsertAll()
-        .execute()
-        .first()
-    )
+    merge = DeltaTable.forPath(spark, path).alias("target").merge(staged_df.alias("source"), on)
+    if expected[SilverAction.REPLACE]:
+        merge = merge.whenMatchedUpdateAll(condition=_EARLIER_COPY)
+    # Nothing to replace: an insert-only MERGE, which Delta runs as an anti-join and rewrites no file.
+    # The source is a materialized plan already; a full MERGE would materialize it once more (it is
+    # not a Delta scan), for nothing.
+    with session_conf(spark, "spark.databricks.delta.merge.materializeSource", "none"):
+        metrics = merge.whenNotMatchedInsertAll().execute().first()
     inserted, updated = int(metrics["num_inserted_rows"]), int(metrics["num_updated_rows"])
     if (inserted, updated) != (expected[SilverAction.INSERT], expected[SilverAction.REPLACE]):
         raise RuntimeError(
@@ -216,7 +221,7 @@ def _merge_orders_current(spark: SparkSession, path: str, staged_df: DataFrame) 
     that arrived before its `paid` is never moved back."""
     (
         DeltaTable.forPath(spark, path).alias("target")
-        .merge(latest_order_states(staged_df).alias("source"), f"target.{ORDERS_CURRENT_KEY} = source.{ORDERS_CURRENT_KEY}")
+        .merge(filter_latest_order_states(staged_df).alias("source"), f"target.{ORDERS_CURRENT_KEY} = source.{ORDERS_CURRENT_KEY}")
         .whenMatchedUpdateAll(condition=state_order("source.") > state_order("target."))
         .whenNotMatchedInsertAll()
         .execute()

@@ -88,11 +88,11 @@ def plan_silver_actions(judged_df: DataFrame, silver_keys_df: DataFrame, identit
         judged_df.withColumn("_copy", F.row_number().over(first_copy))
         .join(held, [*identity, "event_date"], "left")
         .withColumn("silver_action", action)
-        .drop("_copy", "_held_partition", "_held_offset")
+        .select(*judged_df.columns, "silver_action")
     )
 
 
-def staged_silver_rows(planned_df: DataFrame, contract: DatasetContract) -> DataFrame:
+def filter_staged_rows(planned_df: DataFrame, contract: DatasetContract) -> DataFrame:
     """The rows the run writes to Silver (inserts and replacements), in Silver's columns."""
     return planned_df.filter(F.col("silver_action").isin(*SilverAction.WRITTEN)).select(*silver_columns(contract))
 
@@ -114,7 +114,8 @@ def state_order(prefix: str = "") -> Column:
     return F.struct(*(F.col(f"{prefix}{c}") for c in ("event_timestamp", *COPY_ORDER)))
 
 
-def latest_order_states(silver_orders_df: DataFrame) -> DataFrame:
+def filter_latest_order_states(silver_orders_df: DataFrame) -> DataFrame:
     """One row per order: its latest state change among these rows (by `state_order`)."""
     latest = Window.partitionBy(ORDERS_CURRENT_KEY).orderBy(*(F.col(c).desc() for c in ("event_timestamp", *COPY_ORDER)))
-    return silver_orders_df.withColumn("_rank", F.row_number().over(latest)).filter(F.col("_rank") == 1).drop("_rank")
+    ranked_df = silver_orders_df.withColumn("_rank", F.row_number().over(latest))
+    return ranked_df.filter(F.col("_rank") == 1).select(*silver_orders_df.columns)

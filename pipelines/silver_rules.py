@@ -112,7 +112,7 @@ def breaks(action: Action) -> Column:
     return F.exists(VIOLATIONS, lambda v: v["action"] == F.lit(action))
 
 
-def violation_counts(judged_df: DataFrame) -> DataFrame:
+def count_violations(judged_df: DataFrame) -> DataFrame:
     """(rule, action, rows): how many rows broke each rule; rules nobody broke are absent."""
     return (
         judged_df.select(F.explode(VIOLATIONS).alias("v"))

@@ -181,7 +181,7 @@ def batch_silver(
     result_file: ResultFileOption = None,
 ) -> None:
     """Bronze rows ingested on a date (or each date of a range) -> Silver (spark-submit jobs/silver_batch.py)."""
-    _run_spark_job("silver_batch.py", dataset, _date_args(date=date, **{"from": from_}, to=to, result_file=result_file))
+    _run_batch_job("silver", dataset, _date_args(date=date, **{"from": from_}, to=to, result_file=result_file), listed=False)
 
 
 @batch_app.command("gold")
@@ -193,7 +193,14 @@ def batch_gold(
     result_file: ResultFileOption = None,
 ) -> None:
     """Silver -> the dataset's Gold tables, rebuilt for exactly the given event dates (spark-submit jobs/gold_batch.py)."""
-    _run_spark_job("gold_batch.py", dataset, _date_args(dates=dates, **{"from": from_}, to=to, result_file=result_file))
+    _run_batch_job("gold", dataset, _date_args(dates=dates, **{"from": from_}, to=to, result_file=result_file), listed=True)
+
+
+def _run_batch_job(job: str, dataset: str, args: list[str], *, listed: bool) -> None:
+    from jobs.batch_run import parse_date_arguments
+
+    parse_date_arguments(args, listed=listed, prog=f"streamlake batch {job}")  # a bad one exits 2, naming it
+    _run_spark_job(f"{job}_batch.py", dataset, args)
 
 
 def _run_spark_job(script: str, dataset: str, extra: list[str]) -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from uuid import UUID
 
+import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -19,6 +20,7 @@ from contracts.envelope import wrap
 from contracts.registry import get_contract
 from contracts.user_events import UserEventV1
 from jobs.gold_batch import run_gold
+from jobs.silver_batch import main as silver_main
 from jobs.silver_batch import run_silver
 from tests.bronze_support import KafkaRecord, write_bronze
 
@@ -117,8 +119,19 @@ def test_batch_commands_exit_0_1_2_and_say_why(spark: SparkSession, settings_env
     assert (failed_run["success"], failed_run["failed_by_rule"]) == (False, {"schema_version_known": 2})
     assert spark.sql(f"DESCRIBE HISTORY delta.`{settings.lakehouse.table_uri('silver', 'user_events')}`").count() == silver_version_before
 
-    for args, named in ((["silver", "--dataset", "user_events", "--date", "2025-13-01"], "--date"),
-                        (["gold", "--dataset", "user_events", "--from", str(D2), "--to", str(D1)], "--from"),
-                        (["gold", "--dataset", "nope", "--dates", str(D1)], "nope")):
+
+
+def test_a_bad_argument_exits_2_naming_it_before_spark_starts(settings_env: dict[str, str], tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    settings = _lake(tmp_path)
+    for args, named in ((["silver", "--dataset", "user_events", "--date", "2025-13-01"], "argument --date: not a date"),
+                        (["silver", "--dataset", "user_events", "--from", str(D1)], "--from and --to go together"),
+                        (["gold", "--dataset", "user_events", "--from", str(D2), "--to", str(D1)], f"--from {D2} is after --to {D1}"),
+                        (["gold", "--dataset", "user_events", "--dates", "2025-04-01,yesterday"], "argument --dates: not a date"),
+                        (["gold", "--dataset", "nope", "--dates", str(D1)], "unknown dataset 'nope'")):
         bad = _cli(settings, settings_env, *args)
-        assert bad.returncode == 2 and named in bad.stdout, (args, bad.stdout[-2000:])
+        assert bad.returncode == 2 and named in bad.stdout and "Spark" not in bad.stdout, (args, bad.stdout[-2000:])
+    # The job itself, as spark-submit runs it, refuses the same way before it builds a session.
+    with pytest.raises(SystemExit) as exited:
+        silver_main(["--dataset", "user_events", "--date", "2025-04-01", "--to", str(D2)])
+    assert exited.value.code == 2 and "--from and --to go together" in capsys.readouterr().err

@@ -18,11 +18,11 @@ from pipelines.bronze import KAFKA_SOURCE_SCHEMA, to_bronze_rows, with_verdict
 from pipelines.silver import (
     IDENTITY,
     SilverAction,
-    latest_order_states,
+    filter_latest_order_states,
+    filter_staged_rows,
     plan_silver_actions,
     quarantine_rows,
     silver_columns,
-    staged_silver_rows,
     state_order,
     to_silver_rows,
 )
@@ -35,7 +35,7 @@ from pipelines.silver_rules import (
     RowRule,
     RuleParams,
     breaks,
-    violation_counts,
+    count_violations,
     with_rule_violations,
 )
 
@@ -220,11 +220,11 @@ def test_breaks_and_violation_counts_see_only_the_rules_broken(spark: SparkSessi
     )
     counts_ddl = "rule string, action string, rows long"
     assert_df_equality(  # nobody broke schema_version_known: it has no row
-        violation_counts(judged_df),
+        count_violations(judged_df),
         spark.createDataFrame([("page_in_site_map", WARN, 3), ("event_time_not_in_future", QUARANTINE, 1)], counts_ddl),
         ignore_row_order=True, ignore_nullable=True,
     )
-    assert_df_equality(violation_counts(judged_df.filter(F.col("event_id") == "E-1")), spark.createDataFrame([], counts_ddl),
+    assert_df_equality(count_violations(judged_df.filter(F.col("event_id") == "E-1")), spark.createDataFrame([], counts_ddl),
                        ignore_nullable=True)
 
 
@@ -308,7 +308,7 @@ def test_plan_knows_an_order_change_by_order_status_and_time(spark: SparkSession
 def test_staged_silver_rows_are_the_inserts_and_replacements_in_silvers_columns(spark: SparkSession) -> None:
     written = [user_event_case(*case[:5]) for case in USER_EVENT_CASES if case[5] in (INSERT, REPLACE)]
     assert_df_equality(
-        staged_silver_rows(planned_user_events(spark), get_contract("user_events")), silver(spark, "user_events", written),
+        filter_staged_rows(planned_user_events(spark), get_contract("user_events")), silver(spark, "user_events", written),
         ignore_row_order=True, ignore_nullable=True,
     )
 
@@ -368,7 +368,7 @@ def test_latest_order_states_take_the_latest_event_time_then_partition_then_offs
         row("orders", order_id="O-4", status="created", event_timestamp=at("2030-01-02T00:00:00"), kafka_offset=1),
     ]
     assert_df_equality(
-        latest_order_states(silver(spark, "orders", changes)),
+        filter_latest_order_states(silver(spark, "orders", changes)),
         silver(spark, "orders", [changes[1], changes[3], changes[5], changes[6]]),
         ignore_row_order=True, ignore_nullable=True,
     )
