@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from delta.tables import DeltaTable
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -108,7 +109,9 @@ def run_silver(
     silver_keys_df = _silver_keys(spark, tables.silver, judged_df, input_dates)
     # Materialized, lineage cut: the plan reads Silver, so computed again after the Silver MERGE it
     # would see its own rows as duplicates and stage nothing for quarantine and orders_current.
-    planned_df = plan_silver_actions(judged_df, silver_keys_df, identity).localCheckpoint(eager=True)
+    # On local disk at once: the plan holds every Silver column of the day, more than a default
+    # driver's storage memory, where each block would be unrolled in memory first and spilled anyway.
+    planned_df = plan_silver_actions(judged_df, silver_keys_df, identity).localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
     try:
         counts = {(r.silver_action, r.event_date): r["count"] for r in planned_df.groupBy("silver_action", "event_date").count().collect()}
         by_action = {action: sum(n for (a, _), n in counts.items() if a == action) for action in SilverAction.ALL}
@@ -160,6 +163,15 @@ def run_silver(
     return result
 
 
+def silver_table_properties(contract: DatasetContract) -> dict[str, str]:
+    """File statistics only on what Silver is filtered and joined by (the identity, event and
+    arrival time, the business key, the Kafka coordinates): statistics on every text column cost
+    each write more than they ever save a reader."""
+    columns = dict.fromkeys([*IDENTITY[contract.name], contract.business_key, "event_timestamp", "received_at",
+                             "kafka_partition", "kafka_offset"])
+    return {"delta.dataSkippingStatsColumns": ",".join(columns)}
+
+
 def _silver_keys(spark: SparkSession, path: str, judged_df: DataFrame, event_dates: list[date]) -> DataFrame:
     """What Silver holds for these event dates (none before its first publish)."""
     if delta_table_exists(spark, path):
@@ -171,7 +183,7 @@ def _create_tables(spark: SparkSession, contract: DatasetContract, tables: Silve
     """Silver, quarantine (and for orders, orders_current) exist from the first publish on, so that
     a MERGE always has a target and readers always find a table; a failed run creates nothing."""
     silver_schema = filter_staged_rows(planned_df, contract).schema
-    ensure_delta_table(spark, tables.silver, silver_schema, SILVER_PARTITION_COLUMNS, {})
+    ensure_delta_table(spark, tables.silver, silver_schema, SILVER_PARTITION_COLUMNS, silver_table_properties(contract))
     quarantine_schema = quarantine_rows(planned_df, contract).schema
     ensure_delta_table(spark, tables.quarantine, quarantine_schema, QUARANTINE_PARTITION_COLUMNS, {"delta.appendOnly": "true"})
     if contract.name == "orders":
