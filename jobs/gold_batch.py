@@ -59,8 +59,14 @@ def run_gold(
 
     # -- write: each table's rows for the dates, computed once and kept for audit and publish
     # Not cached: each table reads only the Silver columns it needs (Parquet column pruning), which
-    # costs less than holding every column of the dates in memory once.
-    silver_df = spark.read.format("delta").load(silver).where(F.col("event_date").isin(result.dates))
+    # costs less than holding every column of the dates in memory once. All from one Silver
+    # snapshot, so the tables agree even if Silver is published meanwhile.
+    silver_version = delta_version(spark, silver)
+    result.details["silver_version"] = silver_version
+    silver_df = (
+        spark.read.format("delta").option("versionAsOf", silver_version).load(silver)
+        .where(F.col("event_date").isin(result.dates))
+    )
     updated_at = F.lit(result.started_at.replace(tzinfo=None)).cast("timestamp")
     staged: list[tuple[GoldTable, str, DataFrame]] = []
     try:

@@ -99,7 +99,14 @@ def run_silver(
 
     # -- write: every Bronze row of the date gets its action; the rows Silver gets are staged
     identity = IDENTITY[dataset]
-    bronze_df = spark.read.format("delta").load(tables.bronze).where(F.col("ingestion_date") == F.lit(ingestion_date))
+    # One Bronze snapshot for the whole run: the stream may append to the same date meanwhile, and
+    # the count and the plan must see the same rows.
+    bronze_version = delta_version(spark, tables.bronze)
+    result.details["bronze_version"] = bronze_version
+    bronze_df = (
+        spark.read.format("delta").option("versionAsOf", bronze_version).load(tables.bronze)
+        .where(F.col("ingestion_date") == F.lit(ingestion_date))
+    )
     bronze_rows = bronze_df.count()
     judged_df = (
         bronze_df.transform(to_silver_rows, contract, result.run_id)
