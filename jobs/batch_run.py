@@ -9,14 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pyspark.sql import SparkSession
 
+from conf.settings import Settings
+from jobs.entrypoint import run_job
 from jobs.lakehouse_io import write_text
 
 
@@ -113,6 +117,25 @@ class RunResult:
 
 def write_result(spark: SparkSession, uri: str, result: RunResult) -> None:
     write_text(spark, uri, json.dumps(result.as_json(), indent=2) + "\n")
+
+
+# A batch job's work once its session is up: run its dates, appending each run's result.
+RunDates = Callable[[SparkSession, Settings, argparse.Namespace, threading.Event, list[RunResult]], None]
+
+
+def run_batch_job(job: str, description: str, run_dates: RunDates, argv: list[str] | None, *, listed: bool) -> int:
+    """`jobs.entrypoint.run_job` with the date arguments, and the results written to
+    `--result-file` whatever happened (a failed run is reported too)."""
+
+    def body(spark: SparkSession, settings: Settings, args: argparse.Namespace, stop_requested: threading.Event) -> None:
+        results: list[RunResult] = []
+        try:
+            run_dates(spark, settings, args, stop_requested, results)
+        finally:
+            if args.result_file:
+                write_result_file(args.result_file, results)
+
+    return run_job(job, description, body, argv, lambda parser: add_date_arguments(parser, listed=listed), check_dates)
 
 
 def write_result_file(path: str, results: list[RunResult]) -> None:

@@ -27,8 +27,7 @@ from pyspark.sql import functions as F
 
 from conf.settings import Settings
 from contracts.registry import get_contract
-from jobs.batch_run import RunResult, add_date_arguments, check_dates, new_run_id, write_result_file
-from jobs.entrypoint import run_job
+from jobs.batch_run import RunResult, new_run_id, run_batch_job
 from jobs.lakehouse_io import delta_table_exists, delta_version, ensure_delta_table
 from jobs.quality import QualityRecorder, gold_suite
 from pipelines.gold import GOLD_PARTITION_COLUMNS, GOLD_TABLES, GoldTable
@@ -108,16 +107,10 @@ def run_gold(
 
 
 def main(argv: list[str] | None = None) -> int:
-    def body(spark: SparkSession, settings: Settings, args: argparse.Namespace, stop_requested: threading.Event) -> None:
-        results: list[RunResult] = []
-        try:
-            run_gold(spark, settings, args.dataset, args.run_dates, results=results)
-        finally:
-            if args.result_file:
-                write_result_file(args.result_file, results)
+    def run_dates(spark: SparkSession, settings: Settings, args: argparse.Namespace, _: threading.Event, results: list[RunResult]) -> None:
+        run_gold(spark, settings, args.dataset, args.run_dates, results=results)  # one transaction for all the dates
 
-    return run_job(JOB, "Silver -> Gold daily metrics for the given event dates, write-audit-publish.", body, argv,
-                   lambda parser: add_date_arguments(parser, listed=True), check_dates)
+    return run_batch_job(JOB, "Silver -> Gold daily metrics for the given event dates, write-audit-publish.", run_dates, argv, listed=True)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,7 @@ from pyspark.sql import functions as F
 
 from conf.settings import Settings
 from contracts.registry import DatasetContract, get_contract
-from jobs.batch_run import RunResult, add_date_arguments, check_dates, new_run_id, write_result_file
-from jobs.entrypoint import run_job
+from jobs.batch_run import RunResult, new_run_id, run_batch_job
 from jobs.lakehouse_io import delta_table_exists, delta_version, ensure_delta_table, session_conf
 from jobs.quality import QualityRecorder, silver_suite
 from pipelines.silver import (
@@ -249,20 +248,17 @@ def _merge_orders_current(spark: SparkSession, path: str, staged_df: DataFrame) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    def body(spark: SparkSession, settings: Settings, args: argparse.Namespace, stop_requested: threading.Event) -> None:
-        results: list[RunResult] = []
-        try:
-            for day in args.run_dates:  # in order, each date its own transaction
-                if stop_requested.is_set():
-                    log.info("SIGTERM received: stopping before the next date", extra={"dataset": args.dataset, "next_date": str(day)})
-                    return
-                run_silver(spark, settings, args.dataset, day, results=results)
-        finally:
-            if args.result_file:
-                write_result_file(args.result_file, results)
+    def run_dates(
+        spark: SparkSession, settings: Settings, args: argparse.Namespace, stop_requested: threading.Event, results: list[RunResult]
+    ) -> None:
+        for day in args.run_dates:  # in order, each date its own transaction
+            if stop_requested.is_set():
+                log.info("SIGTERM received: stopping before the next date", extra={"dataset": args.dataset, "next_date": str(day)})
+                return
+            run_silver(spark, settings, args.dataset, day, results=results)
 
-    return run_job(JOB, "Bronze (per ingestion date) -> Silver, deduplicated and judged, write-audit-publish.", body, argv,
-                   lambda parser: add_date_arguments(parser, listed=False), check_dates)
+    return run_batch_job(JOB, "Bronze (per ingestion date) -> Silver, deduplicated and judged, write-audit-publish.", run_dates, argv,
+                         listed=False)
 
 
 if __name__ == "__main__":
