@@ -19,6 +19,7 @@ from typing import Any
 
 import great_expectations as gx
 from great_expectations.core.expectation_suite import ExpectationSuite
+from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import DataContextConfig, ProgressBarsConfig
 from great_expectations.expectations.expectation import Expectation as GxExpectation
 from great_expectations.expectations.registry import get_expectation_impl
@@ -75,8 +76,11 @@ def _gx_expectation(expectation: Any, index: int) -> GxExpectation:
     return get_expectation_impl(expectation.type)(**expectation.kwargs, severity=expectation.severity, meta={_INDEX: index})
 
 
-def validate(spark: SparkSession, suite: Any, df: DataFrame, results_dir: str, docs_dir: str) -> list[tuple[Any, dict[str, Any]]]:
-    """Run `suite` (a `jobs.quality.Suite`) on `df`; store the result and update Data Docs.
+def validate(
+    spark: SparkSession, suite: Any, df: DataFrame, run_name: str, results_dir: str, docs_dir: str
+) -> list[tuple[Any, dict[str, Any]]]:
+    """Run `suite` (a `jobs.quality.Suite`) on `df`; store the result under `run_name` (the job's
+    run id, so Data Docs and the run's own records name the same run) and update Data Docs.
 
     Returns each expectation with its result: success, unexpected_count, element_count.
     """
@@ -94,7 +98,7 @@ def validate(spark: SparkSession, suite: Any, df: DataFrame, results_dir: str, d
         name=suite.name, validation_definitions=[definition],
         actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])], result_format=_RESULT_FORMAT,
     ))
-    outcome = checkpoint.run(batch_parameters={"dataframe": df})
+    outcome = checkpoint.run(batch_parameters={"dataframe": df}, run_id=RunIdentifier(run_name=run_name))
     (run_result,) = outcome.run_results.values()
     by_index = {}
     for item in run_result.results:

@@ -185,7 +185,7 @@ class QualityRecorder:
         from jobs import gx_runner  # Great Expectations takes seconds to import; only the batch jobs need it
 
         results_dir, docs_dir = _local_quality_dir(self.settings, "ge_results"), _local_quality_dir(self.settings, "data_docs")
-        for expectation, outcome in gx_runner.validate(self.spark, suite, df, results_dir, docs_dir):
+        for expectation, outcome in gx_runner.validate(self.spark, suite, df, self.result.run_id, results_dir, docs_dir):
             self.outcomes.append(CheckOutcome(
                 table, expectation.type, "expectation", expectation.severity, outcome["success"], column=expectation.column,
                 unexpected_count=outcome.get("unexpected_count"), element_count=outcome.get("element_count"),

@@ -221,6 +221,7 @@ def test_each_run_reconciles_and_records_its_checks(spark: SparkSession, lake: L
     assert recorded["success"] is True and recorded["inserted"] == first.details["inserted"]
     index = (quality_dir / "data_docs" / "index.html").read_text()
     assert "silver.user_events" in index and "gold.conversion_rate_daily" in index and "gold.revenue_daily" in index
+    assert first.run_id in index  # the run, by the id its own records carry
 
 
 def _snapshot(spark: SparkSession, lake: Lake) -> dict[str, list]:
