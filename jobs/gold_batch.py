@@ -51,6 +51,10 @@ def run_gold(
     if results is not None:
         results.append(result)
     context = {"dataset": dataset, "dates": [str(d) for d in result.dates], "run_id": result.run_id}
+    if not result.dates:  # e.g. a Silver run that touched no date: nothing to rebuild, nothing to check
+        result.success = True
+        log.info("gold run: no dates to rebuild", extra=context)
+        return result
     silver = settings.lakehouse.table_uri("silver", dataset)
     if not delta_table_exists(spark, silver):
         raise FileNotFoundError(f"no Silver table at {silver}; run `streamlake batch silver --dataset {dataset}` first")

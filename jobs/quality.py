@@ -168,7 +168,6 @@ class QualityRecorder:
         self.layer = layer
         self.result = result
         self.outcomes: list[CheckOutcome] = []
-        self._validations: list[tuple[Suite, Any]] = []
 
     # -- checks
     def check(self, name: str, table: str, *, success: bool, unexpected: int, details: dict[str, Any]) -> None:

@@ -135,3 +135,10 @@ def test_a_bad_argument_exits_2_naming_it_before_spark_starts(settings_env: dict
     with pytest.raises(SystemExit) as exited:
         silver_main(["--dataset", "user_events", "--date", "2025-04-01", "--to", str(D2)])
     assert exited.value.code == 2 and "--from and --to go together" in capsys.readouterr().err
+
+
+def test_gold_for_no_dates_rebuilds_and_creates_nothing(spark: SparkSession, tmp_path: Path) -> None:
+    """A Silver run that touched no date hands Gold an empty list: a no-op, not an error."""
+    result = run_gold(spark, _lake(tmp_path), "user_events", [])
+    assert (result.success, result.dates) == (True, [])
+    assert not (tmp_path / "lake").exists()
