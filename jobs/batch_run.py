@@ -101,6 +101,13 @@ class RunResult:
         }, default=str))
 
 
+    @classmethod
+    def start(cls, job: str, dataset: str, dates: list[date]) -> RunResult:
+        """A new run, its id derived from the job, the dataset and its start time."""
+        result = cls(job, "", dataset, dates)
+        result.run_id = new_run_id(job, dataset, result.started_at)
+        return result
+
     def end_phase(self, phase: str, log: logging.Logger) -> None:
         """Close a phase of the run (write, audit, publish): its seconds go to `phase_s`, and a
         progress line to the log."""

@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 
 from conf.settings import Settings
 from contracts.registry import get_contract
-from jobs.batch_run import RunResult, new_run_id, run_batch_job
+from jobs.batch_run import RunResult, run_batch_job
 from jobs.lakehouse_io import delta_table_exists, delta_version, ensure_delta_table
 from jobs.quality import QualityRecorder, gold_suite
 from pipelines.gold import GOLD_PARTITION_COLUMNS, GOLD_TABLES, GoldTable
@@ -46,8 +46,7 @@ def run_gold(
     """Rebuild every Gold table of `dataset` for `dates`; raises RunFailedError when the audit fails
     (after recording why), and publishes only when it passes."""
     get_contract(dataset)
-    result = RunResult(JOB, "", dataset, sorted(dates))
-    result.run_id = new_run_id(JOB, dataset, result.started_at)
+    result = RunResult.start(JOB, dataset, sorted(dates))
     if results is not None:
         results.append(result)
     context = {"dataset": dataset, "dates": [str(d) for d in result.dates], "run_id": result.run_id}

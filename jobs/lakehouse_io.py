@@ -216,16 +216,6 @@ def write_text(spark: SparkSession, uri: str, text: str) -> None:
         stream.close()
 
 
-def read_text(spark: SparkSession, uri: str) -> str:
-    path, fs = _hadoop_path(spark, uri)
-    jvm = spark.sparkContext._jvm
-    stream = fs.open(path)
-    try:
-        return str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
-    finally:
-        stream.close()
-
-
 def copy_local_tree(spark: SparkSession, local_dir: str, uri: str) -> None:
     """Copy a local folder's files to a storage URI (overwriting), through Hadoop's file systems."""
     jvm = spark.sparkContext._jvm

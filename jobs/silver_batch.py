@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 
 from conf.settings import Settings
 from contracts.registry import DatasetContract, get_contract
-from jobs.batch_run import RunResult, new_run_id, run_batch_job
+from jobs.batch_run import RunResult, run_batch_job
 from jobs.lakehouse_io import delta_table_exists, delta_version, ensure_delta_table, session_conf
 from jobs.quality import QualityRecorder, silver_suite
 from pipelines.silver import (
@@ -87,8 +87,7 @@ def run_silver(
     appended to `results` (when given) as soon as it exists, so a failed run is reported too."""
     contract = get_contract(dataset)
     tables = SilverTables.of(settings, dataset)
-    result = RunResult(JOB, "", dataset, [ingestion_date])
-    result.run_id = new_run_id(JOB, dataset, result.started_at)
+    result = RunResult.start(JOB, dataset, [ingestion_date])
     if results is not None:
         results.append(result)
     context = {"dataset": dataset, "ingestion_date": str(ingestion_date), "run_id": result.run_id}
