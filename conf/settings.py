@@ -87,7 +87,8 @@ class KafkaSettings(Section):
         queue_max_messages: int = 100_000,
         linger_ms: int = 5,
     ) -> dict[str, Any]:
-        """An idempotent producer: acks=all, no duplicates from internal retries, order kept.
+        """An idempotent producer: acks=all, no duplicates from internal retries, order kept, keys
+        partitioned as Java clients do.
 
         `delivery_timeout_ms` bounds how long a record may wait for the broker before its delivery
         report says it failed; `queue_max_messages` bounds the local queue, beyond which produce()
@@ -101,6 +102,9 @@ class KafkaSettings(Section):
             "acks": "all",
             "linger.ms": linger_ms,
             "compression.type": "lz4",
+            # Java clients' (and Spark's) partitioner: a key lands on the same partition whichever
+            # client wrote it, so ordering per business key holds across producers.
+            "partitioner": "murmur2_random",
             "delivery.timeout.ms": delivery_timeout_ms,
             "queue.buffering.max.messages": queue_max_messages,
         }

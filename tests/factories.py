@@ -118,3 +118,27 @@ def order_poison_cases(contract: DatasetContract, event: Any, max_value_bytes: i
             payload__amount="-5.00"),
         bad("schema_version", "unknown_schema_version", "unknown schema_version 'v9' (known: v1)", schema_version="v9"),
     ]
+
+
+def java_client_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's Java clients pick for a keyed record (their murmur2 of the key, made
+    positive, modulo the partitions); librdkafka's `murmur2_random` is the same for keyed records."""
+    m, h = 0x5BD1E995, 0x9747B28C ^ len(key)
+    whole = len(key) - len(key) % 4
+    for i in range(0, whole, 4):
+        k = int.from_bytes(key[i:i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = key[whole:]
+    if len(tail) == 3:
+        h ^= tail[2] << 16
+    if len(tail) >= 2:
+        h ^= tail[1] << 8
+    if tail:
+        h = ((h ^ tail[0]) * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions

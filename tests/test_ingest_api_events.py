@@ -8,14 +8,13 @@ its exact status and error body, and nothing of a refused request reaches the ra
 from __future__ import annotations
 
 import json
-import zlib
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 from confluent_kafka import Consumer
 
-from tests.factories import order_event, user_event
+from tests.factories import java_client_partition, order_event, user_event
 from tests.ingest_api_support import (
     BATCH_URL,
     EVENTS_URL,
@@ -36,8 +35,7 @@ MAX_BATCH_EVENTS = 500
 
 
 def partition_of(key: bytes) -> int:
-    # librdkafka's default partitioner (consistent_random) is CRC32 of the key modulo partitions.
-    return zlib.crc32(key) % RAW_PARTITIONS
+    return java_client_partition(key, RAW_PARTITIONS)
 
 
 def expected_headers(ingestion_id: str, received_at: str, dataset: str) -> list[tuple[str, bytes]]:
