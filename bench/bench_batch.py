@@ -87,7 +87,8 @@ def bronze_day(spark: SparkSession, rows: int, day: date, first_offset: int) -> 
         F.col("user_id").cast("string").alias("kafka_key"), envelope.alias("raw_value"),
         F.lit(USER_EVENTS.raw_topic).alias("kafka_topic"), F.lit(0).alias("kafka_partition"), F.col("id").alias("kafka_offset"),
         F.lit(f"{day} 12:00:00").cast("timestamp").alias("kafka_timestamp"), F.array(header).alias("kafka_headers"),
-        F.lit(0).cast("long").alias("bronze_batch_id"), F.lit(day).cast("date").alias("ingestion_date"),
+        F.lit(0).cast("long").alias("bronze_batch_id"), F.lit(None).cast("string").alias("bronze_replay_id"),
+        F.lit(day).cast("date").alias("ingestion_date"),
     )
 
 

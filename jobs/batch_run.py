@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -35,11 +36,16 @@ def iso_dates(text: str) -> list[date]:
     return sorted({iso_date(part.strip()) for part in text.split(",") if part.strip()})
 
 
-def add_date_arguments(parser: argparse.ArgumentParser, *, listed: bool) -> None:
-    """`--date D` (or, when `listed`, `--dates D1,D2,...`), or `--from D1 --to D2` (inclusive)."""
+def add_date_arguments(parser: argparse.ArgumentParser, *, listed: bool, by_replay: bool = False) -> None:
+    """`--date D` (or, when `listed`, `--dates D1,D2,...` or `--silver-dates D1,...`), or
+    `--from D1 --to D2` (inclusive), or (when `by_replay`) `--replay-id R`."""
     group = parser.add_mutually_exclusive_group(required=True)
+    if by_replay:
+        group.add_argument("--replay-id", type=run_id_argument, help="the ingestion dates that replay added Bronze rows to")
     if listed:
         group.add_argument("--dates", type=iso_dates, help="comma-separated dates, e.g. 2026-01-01,2026-01-03")
+        group.add_argument("--silver-dates", type=iso_dates,
+                           help="the event dates that Silver runs of these ingestion dates touched (_ops/batch_runs)")
     else:
         group.add_argument("--date", type=iso_date, help="one date, e.g. 2026-01-01")
     group.add_argument("--from", dest="from_date", type=iso_date, help="first date of a range (with --to)")
@@ -49,15 +55,17 @@ def add_date_arguments(parser: argparse.ArgumentParser, *, listed: bool) -> None
 
 def check_dates(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Set `args.run_dates` to the dates the arguments name, in order; a bad combination is an
-    argument error (exit 2)."""
-    args.run_dates = _named_dates(parser, args)
+    argument error (exit 2). With `--silver-dates` or `--replay-id` the dates are looked up once the
+    job runs (`jobs.ops_tables`)."""
+    looked_up = getattr(args, "silver_dates", None) or getattr(args, "replay_id", None)
+    args.run_dates = [] if looked_up else _named_dates(parser, args)
 
 
-def parse_date_arguments(argv: list[str], *, listed: bool, prog: str) -> argparse.Namespace:
+def parse_date_arguments(argv: list[str], *, listed: bool, prog: str, by_replay: bool = False) -> argparse.Namespace:
     """The date arguments alone, checked exactly as the job checks them: the CLI refuses a bad one
     (exit 2, naming it) before it starts Spark."""
     parser = argparse.ArgumentParser(prog=prog)
-    add_date_arguments(parser, listed=listed)
+    add_date_arguments(parser, listed=listed, by_replay=by_replay)
     args = parser.parse_args(argv)
     check_dates(parser, args)
     return args
@@ -74,6 +82,16 @@ def _named_dates(parser: argparse.ArgumentParser, args: argparse.Namespace) -> l
     if not named:
         parser.error("no dates given")
     return named
+
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+def run_id_argument(text: str) -> str:
+    """A run id given on the command line: letters, digits, `.`, `_`, `-` (it names files)."""
+    if not _RUN_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"not a run id (letters, digits, '.', '_', '-'; at most 200): {text!r}")
+    return text
 
 
 def new_run_id(job: str, dataset: str, at: datetime) -> str:
@@ -130,7 +148,9 @@ def write_result(spark: SparkSession, uri: str, result: RunResult) -> None:
 RunDates = Callable[[SparkSession, Settings, argparse.Namespace, threading.Event, list[RunResult]], None]
 
 
-def run_batch_job(job: str, description: str, run_dates: RunDates, argv: list[str] | None, *, listed: bool) -> int:
+def run_batch_job(
+    job: str, description: str, run_dates: RunDates, argv: list[str] | None, *, listed: bool, by_replay: bool = False
+) -> int:
     """`jobs.entrypoint.run_job` with the date arguments, and the results written to
     `--result-file` whatever happened (a failed run is reported too)."""
 
@@ -142,7 +162,7 @@ def run_batch_job(job: str, description: str, run_dates: RunDates, argv: list[st
             if args.result_file:
                 write_result_file(args.result_file, results)
 
-    return run_job(job, description, body, argv, lambda parser: add_date_arguments(parser, listed=listed), check_dates)
+    return run_job(job, description, body, argv, lambda parser: add_date_arguments(parser, listed=listed, by_replay=by_replay), check_dates)
 
 
 def write_result_file(path: str, results: list[RunResult]) -> None:

@@ -40,6 +40,7 @@ class DlqTarget(NamedTuple):
     topic: str
     producer_config: dict[str, Any]
     job: str  # the `dlq.job` header
+    marks: tuple[tuple[str, str], ...] = ()  # more `dlq.*` headers, e.g. `replay.id`
 
 
 class TallyParam(AccumulatorParam):
@@ -109,7 +110,7 @@ def divert_invalid(judged_batches: Iterator[pa.RecordBatch], target: DlqTarget, 
     deliveries = _Deliveries()
     task_tally = empty_tally()
     for judged in judged_batches:
-        invalid = dlq_records(judged, target.job, datetime.now(UTC))
+        invalid = dlq_records(judged, target.job, datetime.now(UTC), target.marks)
         valid = valid_arrow_rows(judged)
         if len(invalid) + valid.num_rows != judged.num_rows:  # every record has exactly one verdict
             raise AssertionError(f"{len(invalid)} invalid + {valid.num_rows} valid != {judged.num_rows} judged")

@@ -28,7 +28,7 @@ def bronze_dictionary_columns(contract: DatasetContract) -> list[str]:
     """Bronze's Parquet columns whose values repeat by construction, the only ones worth a dictionary.
 
     The contract's closed vocabularies (`Literal` and `Enum` fields), the envelope's dataset, version
-    and producer, the topic, partition and batch id, and the header names. Everything else (the raw
+    and producer, the topic, partition, batch and replay id, and the header names. Everything else (the raw
     value, ids, timestamps, offsets, header values) is close to unique per record: Parquet's writer
     would fill a dictionary with it and then fall back to plain encoding, at twice the write cost of
     writing it plain at once, for files of the same size.
@@ -39,7 +39,7 @@ def bronze_dictionary_columns(contract: DatasetContract) -> list[str]:
     ]
     # Spark writes an array column as the Parquet list `<name>.list.element`.
     return [*vocabularies, "dataset", "schema_version", "producer", "kafka_topic", "kafka_partition", "bronze_batch_id",
-            "kafka_headers.list.element.key"]
+            "bronze_replay_id", "kafka_headers.list.element.key"]
 
 
 def bronze_table_properties(contract: DatasetContract) -> dict[str, str]:
@@ -55,5 +55,5 @@ def bronze_table_properties(contract: DatasetContract) -> dict[str, str]:
 def create_bronze_table(spark: SparkSession, contract: DatasetContract, table: str) -> None:
     """The Bronze table, created up front (idempotently) from the pipeline's own output schema."""
     empty_df = spark.createDataFrame([], KAFKA_SOURCE_SCHEMA).transform(with_verdict, contract, 1)
-    schema = to_bronze_rows(empty_df, contract, 0).schema
+    schema = to_bronze_rows(empty_df, contract, None).schema  # a replayed row has no batch id
     ensure_delta_table(spark, table, schema, BRONZE_PARTITION_COLUMNS, bronze_table_properties(contract))

@@ -29,6 +29,7 @@ from conf.settings import Settings
 from contracts.registry import get_contract
 from jobs.batch_run import RunResult, run_batch_job
 from jobs.lakehouse_io import delta_table_exists, delta_version, ensure_delta_table
+from jobs.ops_tables import event_dates_touched
 from jobs.quality import QualityRecorder, gold_suite
 from pipelines.gold import GOLD_PARTITION_COLUMNS, GOLD_TABLES, GoldTable
 
@@ -47,6 +48,7 @@ def run_gold(
     (after recording why), and publishes only when it passes."""
     get_contract(dataset)
     result = RunResult.start(JOB, dataset, sorted(dates))
+    result.details["event_dates_touched"] = result.dates
     if results is not None:
         results.append(result)
     context = {"dataset": dataset, "dates": [str(d) for d in result.dates], "run_id": result.run_id}
@@ -111,7 +113,12 @@ def run_gold(
 
 def main(argv: list[str] | None = None) -> int:
     def run_dates(spark: SparkSession, settings: Settings, args: argparse.Namespace, _: threading.Event, results: list[RunResult]) -> None:
-        run_gold(spark, settings, args.dataset, args.run_dates, results=results)  # one transaction for all the dates
+        dates = args.run_dates
+        if args.silver_dates:
+            dates = event_dates_touched(spark, settings, "silver", args.dataset, args.silver_dates)
+            log.info("gold dates from silver runs", extra={"dataset": args.dataset, "silver_dates": [str(d) for d in args.silver_dates],
+                                                          "event_dates": [str(d) for d in dates]})
+        run_gold(spark, settings, args.dataset, dates, results=results)  # one transaction for all the dates
 
     return run_batch_job(JOB, "Silver -> Gold daily metrics for the given event dates, write-audit-publish.", run_dates, argv, listed=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -175,6 +176,21 @@ def last_committed_batch(spark: SparkSession, checkpoint: str) -> int | None:
     return max(ids) if ids else None
 
 
+def committed_offsets(spark: SparkSession, checkpoint: str, topic: str) -> dict[int, int] | None:
+    """The end offsets per partition of `topic` of the last batch a streaming checkpoint committed
+    (the next offset it will read), or None when it has committed none."""
+    batch = last_committed_batch(spark, checkpoint)
+    if batch is None:
+        return None
+    lines = (read_text(spark, f"{checkpoint}/offsets/{batch}") or "").splitlines()
+    # Spark's offset log: a version line, the batch's metadata, then one JSON line per source.
+    for source in lines[2:]:
+        offsets = json.loads(source) if source.startswith("{") else {}
+        if topic in offsets:
+            return {int(partition): int(offset) for partition, offset in offsets[topic].items()}
+    return None
+
+
 def check_checkpoint_matches_table(spark: SparkSession, checkpoint: str, table: str, app_id: str) -> None:
     """Refuse to start when the checkpoint is behind the table for this app id.
 
@@ -212,6 +228,19 @@ def write_text(spark: SparkSession, uri: str, text: str) -> None:
     stream = fs.create(path, True)
     try:
         stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def read_text(spark: SparkSession, uri: str) -> str | None:
+    """The text of a small file at a storage URI, or None when there is none."""
+    path, fs = _hadoop_path(spark, uri)
+    if not fs.exists(path):
+        return None
+    jvm = spark.sparkContext._jvm
+    stream = fs.open(path)
+    try:
+        return bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode("utf-8")
     finally:
         stream.close()
 

@@ -39,6 +39,7 @@ from contracts.constraints import field_constraints
 from contracts.registry import DatasetContract
 from jobs.batch_run import RunResult, write_result
 from jobs.lakehouse_io import append_delta_idempotent, copy_local_tree, delta_version
+from jobs.ops_tables import QUALITY_EVENTS, ops_table_uri, record_run
 from pipelines.gold import GoldTable
 from pipelines.silver_rules import FAIL, RuleParams
 
@@ -222,6 +223,7 @@ class QualityRecorder:
         lake = self.settings.lakehouse
         write_result(self.spark, f"{lake.root}/_quality/{self.layer}/{self.result.dataset}/{self.result.run_id}.json", self.result)
         self._append_events()
+        record_run(self.spark, self.settings, self.result)
         if not _is_local(self.settings.lakehouse.root):
             # Data Docs were rendered locally with each validation; the lakehouse keeps a copy.
             root = self.settings.lakehouse.root
@@ -234,7 +236,7 @@ class QualityRecorder:
              o.action, o.success, o.unexpected_count, o.element_count, recorded_at)
             for o in self.outcomes
         ]
-        path = self.settings.lakehouse.table_uri("_ops", "quality_events")
+        path = ops_table_uri(self.settings, QUALITY_EVENTS)
         # Once per run id: a retried record does not add the same rows twice.
         append_delta_idempotent(self.spark.createDataFrame(rows, QUALITY_EVENTS_SCHEMA), path, self.result.run_id, 0)
         self.result.details.setdefault("delta_versions", {})["quality_events"] = delta_version(self.spark, path)

@@ -78,11 +78,12 @@ def with_verdict(
     return kafka_df.select(*KAFKA_COLUMNS).mapInArrow(classify, verdict_schema)
 
 
-def to_bronze_rows(valid_df: DataFrame, contract: DatasetContract, batch_id: int) -> DataFrame:
+def to_bronze_rows(valid_df: DataFrame, contract: DatasetContract, batch_id: int | None, replay_id: str | None = None) -> DataFrame:
     """The Bronze table's columns: raw value, contract columns, envelope metadata, Kafka coordinates.
 
     `ingestion_date` is the UTC date of the Kafka timestamp, so a replay of the same offsets lands
-    in the same partition. A valid value is UTF-8 (the verdict checked), so its text is exact.
+    in the same partition. A valid value is UTF-8 (the verdict checked), so its text is exact. A
+    streamed row carries its micro-batch id; a row a bounded replay added, the replay's id instead.
     """
     payload_columns = [F.col(f"envelope.payload.{name}").alias(name) for name in payload_schema(contract).fieldNames()]
     return valid_df.select(
@@ -100,11 +101,18 @@ def to_bronze_rows(valid_df: DataFrame, contract: DatasetContract, batch_id: int
         F.col("timestamp").alias("kafka_timestamp"),
         F.col("headers").alias("kafka_headers"),
         F.lit(batch_id).cast("long").alias("bronze_batch_id"),
+        F.lit(replay_id).cast("string").alias("bronze_replay_id"),
         F.to_date(F.col("timestamp")).alias("ingestion_date"),
     )
 
 
+def header_text(name: str) -> Column:
+    """The text of header `name` of a Kafka record read back (null when absent: `try_element_at`,
+    since under ANSI mode `element_at` fails the query on a record that lacks it)."""
+    named = F.filter("headers", lambda h: h["key"] == F.lit(name))
+    return F.try_element_at(named, F.lit(1))["value"].cast("string")
+
+
 def dlq_header(name: str) -> Column:
     """The text of DLQ header `dlq.<name>` of a Kafka record read back (null when absent)."""
-    named = F.filter("headers", lambda h: h["key"] == DLQ_HEADER_PREFIX + name)
-    return F.element_at(named, 1)["value"].cast("string")
+    return header_text(DLQ_HEADER_PREFIX + name)

@@ -121,10 +121,13 @@ def _utc_millis(at: datetime | None) -> str | None:
     return f"{at:%Y-%m-%dT%H:%M:%S}.{at.microsecond // 1000:03d}Z"
 
 
-def dlq_records(judged: pa.RecordBatch, job: str, failed_at: datetime) -> list[DlqRecord]:
+def dlq_records(
+    judged: pa.RecordBatch, job: str, failed_at: datetime, marks: tuple[tuple[str, str], ...] = ()
+) -> list[DlqRecord]:
     """DLQ records for the invalid rows of a judged Arrow batch: original key, value bytes and
-    headers untouched, then the reason and the source coordinates as `dlq.*` headers (and the
-    stack trace, last, when judging the record raised)."""
+    headers untouched, then the reason and the source coordinates as `dlq.*` headers, then `marks`
+    (more `dlq.*` headers, e.g. the replay that judged it), and the stack trace, last, when judging
+    the record raised."""
     if judged.column("error").null_count == judged.num_rows:
         return []  # the usual batch: all valid
     invalid = judged.filter(pc.is_valid(judged.column("error")))
@@ -140,6 +143,7 @@ def dlq_records(judged: pa.RecordBatch, job: str, failed_at: datetime) -> list[D
             "source.timestamp": _utc_millis(row["timestamp"]),
             "failed.at": failed,
             "job": job,
+            **dict(marks),
         }
         if row["error"]["error_stack_trace"] is not None:
             dlq_headers["error.stack_trace"] = row["error"]["error_stack_trace"]

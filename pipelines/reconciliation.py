@@ -24,13 +24,18 @@ def landed_offsets(bronze_df: DataFrame, dlq_df: DataFrame, raw_topic: str) -> D
     the DLQ holds; `error_class` is the DLQ's reason (null for Bronze rows).
 
     `bronze_df` is the Bronze table; `dlq_df` the DLQ topic read back (Spark's Kafka source, with
-    headers); DLQ records count once per source coordinates.
+    headers); DLQ records count once per source coordinates. A record the DLQ holds that a bounded
+    replay later landed in Bronze (a fixed contract now accepts it) landed in Bronze: its DLQ records
+    are superseded. A streamed row never supersedes anything, so a record in both stays a failure.
     """
     bronze_landed_df = bronze_df.select(
         F.col("kafka_partition").alias("partition"),
         F.col("kafka_offset").alias("offset"),
         F.lit(BRONZE).alias("landed_in"),
         F.lit(None).cast("string").alias("error_class"),
+    )
+    replayed_df = bronze_df.where(F.col("bronze_replay_id").isNotNull()).select(
+        F.col("kafka_partition").alias("partition"), F.col("kafka_offset").alias("offset"),
     )
     dlq_landed_df = (
         dlq_df.select(
@@ -41,6 +46,7 @@ def landed_offsets(bronze_df: DataFrame, dlq_df: DataFrame, raw_topic: str) -> D
         )
         .filter(F.col("topic") == F.lit(raw_topic))
         .dropDuplicates(["partition", "offset"])  # a crash may repeat a DLQ record, never its verdict
+        .join(replayed_df, on=["partition", "offset"], how="left_anti")
         .select("partition", "offset", F.lit(DLQ).alias("landed_in"), "error_class")
     )
     return bronze_landed_df.unionByName(dlq_landed_df)

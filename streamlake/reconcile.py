@@ -13,9 +13,9 @@ from pyspark.sql import functions as F
 
 from conf.settings import Settings
 from contracts.registry import DatasetContract
+from jobs.kafka_offsets import watermarks
 from jobs.lakehouse_io import read_kafka_batch
 from pipelines.reconciliation import DLQ, landed_offsets, reconciliation_by_partition
-from streamlake.kafka_inspect import partition_offsets
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def reconcile_dataset(spark: SparkSession, settings: Settings, contract: Dataset
     """Every offset Kafka holds of the raw topic, against the Bronze rows and DLQ records from it."""
     bronze_path = settings.lakehouse.table_uri("bronze", contract.name)
     kafka_offsets_df = spark.createDataFrame(
-        [(o.partition, o.low, o.high) for o in partition_offsets(settings, contract.raw_topic)], "partition int, low long, high long",
+        [(o.partition, o.low, o.high) for o in watermarks(settings, contract.raw_topic).values()], "partition int, low long, high long",
     )
     landed_df = landed_offsets(
         spark.read.format("delta").load(bronze_path), read_kafka_batch(spark, settings, contract.dlq_topic), contract.raw_topic,

@@ -28,11 +28,11 @@ from pyspark.sql import SparkSession
 from conf.settings import Settings, load_settings
 from contracts.envelope import wrap
 from contracts.registry import get_contract
+from jobs.kafka_offsets import watermarks
 from jobs.lakehouse_io import delta_txn_version, delta_version, last_committed_batch
 from jobs.spark_session import spark_submit_command, spark_submit_env
 from streamlake import synthetic
 from streamlake.demo import format_summary
-from streamlake.kafka_inspect import partition_offsets
 from streamlake.reconcile import reconcile_dataset
 from streamlake.topics import apply_topics, declared_topics
 
@@ -196,7 +196,7 @@ def assert_logs_say_what_each_batch_did(spark: SparkSession, settings: Settings,
     assert {(b["dataset"], b["path"], b["topic"], b["dlq_topic"]) for b in batches} == {
         (USER_EVENTS.name, table, USER_EVENTS.raw_topic, USER_EVENTS.dlq_topic)
     }
-    partitions = {str(p.partition) for p in partition_offsets(settings, USER_EVENTS.raw_topic)}
+    partitions = {str(p.partition) for p in watermarks(settings, USER_EVENTS.raw_topic).values()}
     assert all(b["duration_ms"] >= 0 and set(b["offsets"]) <= partitions for b in batches)
     written = [b for b in batches if b["rows"] > 0]  # a replayed batch Delta already held logs 0 rows
     versions = [b["delta_version"] for b in written]

@@ -14,10 +14,10 @@ from pyspark.sql import functions as F
 
 from conf.settings import Settings
 from contracts import DATASETS
+from jobs.kafka_offsets import watermarks
 from jobs.lakehouse_io import read_kafka_batch
 from pipelines.bronze import dlq_header
 from streamlake.demo import DEMO_PRODUCER
-from streamlake.kafka_inspect import partition_offsets
 
 EVENTS = 40
 
@@ -49,7 +49,7 @@ def test_demo_runs_bronze_and_reconciles_kafka_with_bronze_and_the_dlq(
                 f"{contract.business_key} of the wrong type, an unknown schema_version") in out
         # The raw topic is shared with other tests: each partition line must be the topic's exact
         # offsets, split into Bronze rows and DLQ records that add up to them.
-        offsets = partition_offsets(settings, contract.raw_topic)
+        offsets = list(watermarks(settings, contract.raw_topic).values())
         for p in offsets:
             line = re.search(
                 rf"^  partition {p.partition}: offsets \[{p.low}, {p.high}\) -> (\d+) Bronze rows \+ (\d+) DLQ records$", out, re.M

@@ -95,6 +95,7 @@ def test_a_valid_record_becomes_one_typed_bronze_row_with_its_raw_value(spark: S
         "kafka_timestamp": AT,
         "kafka_headers": [("streamlake.producer", b"tests")],
         "bronze_batch_id": 7,
+        "bronze_replay_id": None,
         "ingestion_date": AT.date(),
     }
     assert json.loads(row.raw_value)["payload"]["amount"] == 12
@@ -113,7 +114,7 @@ def test_typed_columns_keep_the_contract_schema(spark: SparkSession) -> None:
 
 def test_only_columns_whose_values_repeat_get_a_parquet_dictionary(spark: SparkSession) -> None:
     shared = ["dataset", "schema_version", "producer", "kafka_topic", "kafka_partition", "bronze_batch_id",
-              "kafka_headers.list.element.key"]
+              "bronze_replay_id", "kafka_headers.list.element.key"]
     assert bronze_dictionary_columns(ORDERS) == ["status", *shared]
     assert bronze_dictionary_columns(get_contract("user_events")) == ["event_type", "source", *shared]
     # Every one names a column Bronze writes (an array's items as Spark spells them in Parquet).

@@ -11,6 +11,7 @@ from pipelines.reconciliation import landed_offsets, reconciliation_by_partition
 
 RAW = "streamlake.orders.raw"
 LANDED_SCHEMA = "partition int, offset long, landed_in string, error_class string"
+BRONZE_SCHEMA = "kafka_partition int, kafka_offset long, bronze_replay_id string"
 RECONCILIATION_SCHEMA = (
     "partition int, low long, high long, bronze_rows long, dlq_records long, distinct_offsets long, "
     "lowest_offset long, highest_offset long, is_reconciled boolean"
@@ -25,7 +26,7 @@ def dlq_row(source_topic: str, partition: int, offset: int, error_class: str, dl
 
 
 def test_landed_offsets_count_a_repeated_dlq_record_once_and_only_this_raw_topic(spark: SparkSession) -> None:
-    bronze_df = spark.createDataFrame([(0, 10), (1, 3)], "kafka_partition int, kafka_offset long")
+    bronze_df = spark.createDataFrame([(0, 10, None), (1, 3, None)], BRONZE_SCHEMA)
     dlq_df = spark.createDataFrame(
         [
             dlq_row(RAW, 0, 11, "malformed_json", 0),
@@ -38,6 +39,25 @@ def test_landed_offsets_count_a_repeated_dlq_record_once_and_only_this_raw_topic
     assert_df_equality(
         landed_offsets(bronze_df, dlq_df, RAW),
         spark.createDataFrame([(0, 10, "bronze", None), (1, 3, "bronze", None), (0, 11, "dlq", "malformed_json")], LANDED_SCHEMA),
+        ignore_row_order=True, ignore_nullable=True,
+    )
+
+
+def test_a_dlq_record_a_replay_later_landed_in_bronze_counts_once_in_bronze(spark: SparkSession) -> None:
+    bronze_df = spark.createDataFrame([(0, 10, None), (0, 11, "replay-1"), (0, 12, None)], BRONZE_SCHEMA)
+    dlq_df = spark.createDataFrame(
+        [
+            dlq_row(RAW, 0, 11, "wrong_type", 0),  # judged invalid by the stream, accepted by a replay after a fix
+            dlq_row(RAW, 0, 12, "wrong_type", 1),  # a streamed row that is also in the DLQ: stays counted twice
+            dlq_row(RAW, 0, 13, "malformed_json", 2),
+        ],
+        KAFKA_SOURCE_SCHEMA,
+    )
+
+    assert_df_equality(
+        landed_offsets(bronze_df, dlq_df, RAW),
+        spark.createDataFrame([(0, 10, "bronze", None), (0, 11, "bronze", None), (0, 12, "bronze", None),
+                               (0, 12, "dlq", "wrong_type"), (0, 13, "dlq", "malformed_json")], LANDED_SCHEMA),
         ignore_row_order=True, ignore_nullable=True,
     )
 
