@@ -1,6 +1,7 @@
 """The skeleton every Spark job shares: arguments, settings, session, SIGTERM, exit status.
 
     run_job(...)            a dataset job: `--dataset`, `--env` and the job's own arguments
+                            (`all_datasets=True`: a job over every dataset, no `--dataset`)
     run_streaming_job(...)  the same, for jobs that run streaming queries until stopped
 
 Exit status: 0 after a clean end or a stop asked for with SIGTERM, 1 when the job fails (its last
@@ -42,8 +43,13 @@ def run_job(
     argv: list[str] | None = None,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
     check_arguments: Callable[[argparse.ArgumentParser, argparse.Namespace], None] | None = None,
+    *,
+    all_datasets: bool = False,
 ) -> int:
     """Parse arguments, load settings, build the session, run `body`, stop the session; the exit status.
+
+    A job that covers every registered dataset (`all_datasets`) takes no `--dataset`; its
+    `args.dataset` is None.
 
     `check_arguments` may refuse a combination of arguments with `parser.error` (exit 2), before
     anything starts. `body` gets an event that is set on SIGTERM: a long job checks it and ends cleanly. An error
@@ -51,21 +57,25 @@ def run_job(
     idempotent, so the cut work is redone on the next run).
     """
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--dataset", required=True)
+    if not all_datasets:
+        parser.add_argument("--dataset", required=True)
     parser.add_argument("--env", default=None)
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)  # a bad argument: argparse names it and exits with 2
+    if all_datasets:
+        args.dataset = None
     if check_arguments is not None:
         check_arguments(parser, args)
     configure_logging()
     try:
         settings: Settings = load_settings(args.env)
-        get_contract(args.dataset)
+        if args.dataset is not None:
+            get_contract(args.dataset)
     except (ConfigError, UnknownDatasetError) as exc:
         log.error("cannot start", extra={"job": job, "error": str(exc)})
         return EXIT_CONFIG
-    spark = build_spark_session(settings, f"streamlake-{job}-{args.dataset}")
+    spark = build_spark_session(settings, f"streamlake-{job}-{args.dataset or 'all'}")
     stop_requested = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
     try:
