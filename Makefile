@@ -11,7 +11,7 @@ M2 := .cache/m2
 MVN_FLAGS := -B -q -Dmaven.repo.local=$(CURDIR)/$(M2)
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: install jars demo test bench lint clean
+.PHONY: install jars demo test bench lint clean dist airflow
 
 install: $(VENV)/.installed
 
@@ -38,8 +38,16 @@ $(JARS)/%/.fetched: jvm/%/pom.xml
 demo: install jars
 	$(VENV)/bin/streamlake demo
 
+# The project's packages as the py_files every Airflow task ships to Spark (dist/streamlake.zip).
+dist: install
+	$(VENV)/bin/python -m streamlake.airflow_env
+
+# A local Airflow (`airflow standalone`) with the DAGs in dags/; prints the UI address.
+airflow: install jars dist
+	$(VENV)/bin/streamlake airflow
+
 # Lint first: a finding fails in seconds, before the suite's minutes.
-test: lint jars
+test: lint jars dist
 	$(VENV)/bin/pytest
 
 bench: install jars

@@ -19,6 +19,10 @@ stream_app = typer.Typer(help="Long-running Spark Structured Streaming jobs (run
 app.add_typer(stream_app, name="stream")
 batch_app = typer.Typer(help="Batch Spark jobs: Silver and Gold, write-audit-publish (run through spark-submit).", no_args_is_help=True)
 app.add_typer(batch_app, name="batch")
+dlq_app = typer.Typer(help="The dead-letter topics: inspect what failed, re-drive it after a fix.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+ops_app = typer.Typer(help="Operators' reports: rows per layer, DLQ, lag, runs and their checks.", no_args_is_help=True)
+app.add_typer(ops_app, name="ops")
 
 _state: dict[str, str | None] = {"env": None}
 
@@ -188,12 +192,15 @@ def batch_silver(
 def batch_gold(
     dataset: DatasetOption,
     dates: Annotated[str | None, typer.Option(help="Event dates to rebuild, comma-separated (YYYY-MM-DD,...).")] = None,
+    silver_dates: Annotated[str | None, typer.Option(
+        help="Rebuild the event dates that Silver runs of these ingestion dates touched (YYYY-MM-DD,...).")] = None,
     from_: FromOption = None,
     to: ToOption = None,
     result_file: ResultFileOption = None,
 ) -> None:
     """Silver -> the dataset's Gold tables, rebuilt for exactly the given event dates (spark-submit jobs/gold_batch.py)."""
-    _run_batch_job("gold", dataset, _date_args(dates=dates, **{"from": from_}, to=to, result_file=result_file), listed=True)
+    args = _date_args(dates=dates, silver_dates=silver_dates, **{"from": from_}, to=to, result_file=result_file)
+    _run_batch_job("gold", dataset, args, listed=True)
 
 
 def _run_batch_job(job: str, dataset: str, args: list[str], *, listed: bool) -> None:
@@ -203,7 +210,8 @@ def _run_batch_job(job: str, dataset: str, args: list[str], *, listed: bool) -> 
     _run_spark_job(f"{job}_batch.py", dataset, args)
 
 
-def _run_spark_job(script: str, dataset: str, extra: list[str]) -> None:
+def _run_spark_job(script: str, dataset: str | None, extra: list[str]) -> None:
+    """Exec spark-submit on `jobs/<script>`; `dataset` None for a job over every dataset."""
     import os
 
     from contracts.registry import UnknownDatasetError, get_contract
@@ -211,12 +219,177 @@ def _run_spark_job(script: str, dataset: str, extra: list[str]) -> None:
 
     settings = _settings()
     try:
-        get_contract(dataset)
+        if dataset is not None:
+            get_contract(dataset)
     except UnknownDatasetError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     job = Path(__file__).resolve().parent.parent / "jobs" / script
-    args = ["--dataset", dataset, *extra] + (["--env", _state["env"]] if _state["env"] else [])
+    args = (["--dataset", dataset] if dataset is not None else []) + [*extra] + (["--env", _state["env"]] if _state["env"] else [])
     command = spark_submit_command(settings, job, *args)
     # exec: signals (SIGTERM from an orchestrator) reach spark-submit directly.
     os.execve(command[0], command, spark_submit_env(dict(os.environ)))
+
+
+# -- replay and backfill ------------------------------------------------------------------------
+
+
+@app.command()
+def replay(
+    dataset: DatasetOption,
+    from_offsets: Annotated[str | None, typer.Option(help='First offset per partition, JSON: {"0": 100}.')] = None,
+    to_offsets: Annotated[str | None, typer.Option(help='End offset per partition, exclusive, JSON: {"0": 200}.')] = None,
+    from_time: Annotated[str | None, typer.Option(help="First record time, ISO-8601 (UTC when no zone).")] = None,
+    to_time: Annotated[str | None, typer.Option(help="End record time, exclusive, ISO-8601.")] = None,
+    partitions: Annotated[str | None, typer.Option(help="Only these partitions, comma-separated (default: all).")] = None,
+    replay_id: Annotated[str | None, typer.Option(help="The replay's id; with no range, the id of a resolved one.")] = None,
+    resolve_only: Annotated[bool, typer.Option(help="Resolve and record the range, read nothing.")] = False,
+    no_rebuild: Annotated[bool, typer.Option(help="Do not rebuild Silver and Gold afterwards.")] = False,
+    result_file: ResultFileOption = None,
+) -> None:
+    """A bounded range of the raw topic -> the Bronze rows Bronze lacks (+ DLQ), then Silver and Gold
+    for the dates touched (spark-submit jobs/replay_batch.py)."""
+    from jobs.replay_batch import parse_arguments
+
+    args = _date_args(from_offsets=from_offsets, to_offsets=to_offsets, from_time=from_time, to_time=to_time, partitions=partitions,
+                      replay_id=replay_id, result_file=result_file)
+    args += ["--resolve-only"] * resolve_only + ["--no-rebuild"] * no_rebuild
+    parse_arguments(["--dataset", dataset, *args])  # a bad argument exits 2, naming it, before Spark starts
+    _run_spark_job("replay_batch.py", dataset, args)
+
+
+@app.command()
+def backfill(
+    dataset: DatasetOption,
+    from_: Annotated[str, typer.Option("--from", help="First Bronze ingestion date (YYYY-MM-DD).")],
+    to: Annotated[str, typer.Option("--to", help="Last ingestion date, inclusive.")],
+    result_file: ResultFileOption = None,
+) -> None:
+    """Silver and Gold recomputed from Bronze for a date range, with the daily run's jobs; safe to
+    repeat (spark-submit jobs/rebuild_batch.py)."""
+    from jobs.batch_run import parse_date_arguments
+
+    args = _date_args(**{"from": from_}, to=to, result_file=result_file)
+    parse_date_arguments(args, listed=False, prog="streamlake backfill", by_replay=True)
+    _run_spark_job("rebuild_batch.py", dataset, args)
+
+
+# -- dlq --------------------------------------------------------------------------------------
+
+
+SinceOption = Annotated[str | None, typer.Option(help="Only DLQ records written at or after this ISO-8601 time (UTC without a zone).")]
+
+
+def _check_since(since: str | None) -> list[str]:
+    import argparse
+
+    from jobs.dlq_inspect import iso_time
+
+    if since is None:
+        return []
+    try:
+        iso_time(since)
+    except argparse.ArgumentTypeError as exc:
+        typer.echo(f"argument --since: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return ["--since", since]
+
+
+@dlq_app.command("inspect")
+def dlq_inspect(
+    dataset: DatasetOption,
+    since: SinceOption = None,
+    output: Annotated[str | None, typer.Option(help="Also write the report's JSON to this local file.")] = None,
+) -> None:
+    """What the DLQ holds, deduplicated, by reason and hour, with samples (spark-submit jobs/dlq_inspect.py)."""
+    _run_spark_job("dlq_inspect.py", dataset, _check_since(since) + (["--output", output] if output else []))
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    dataset: DatasetOption,
+    reason: Annotated[str | None, typer.Option(help="Re-drive the DLQ records of this error class, e.g. oversized.")] = None,
+    coordinates: Annotated[str | None, typer.Option(
+        help='A JSON file of source coordinates to re-drive: [{"topic": ..., "partition": ..., "offset": ...}].')] = None,
+    since: SinceOption = None,
+    dry_run: Annotated[bool, typer.Option(help="Print what would be re-driven; change nothing.")] = False,
+) -> None:
+    """Send DLQ records back to the raw topic after a fix, each at most once (spark-submit jobs/dlq_redrive.py)."""
+    from contracts.registry import DATASETS
+    from jobs.dlq_redrive import CoordinatesFileError, read_coordinates_file
+
+    if (reason is None) == (coordinates is None):
+        typer.echo("give exactly one of --reason and --coordinates", err=True)
+        raise typer.Exit(2)
+    args = _check_since(since)
+    if coordinates is not None:
+        try:
+            read_coordinates_file(coordinates, DATASETS[dataset].raw_topic if dataset in DATASETS else None)
+        except CoordinatesFileError as exc:
+            typer.echo(f"argument --coordinates: {exc}", err=True)
+            raise typer.Exit(2) from None
+        args += ["--coordinates", str(Path(coordinates).resolve())]
+    else:
+        args += ["--reason", str(reason)]
+    _run_spark_job("dlq_redrive.py", dataset, args + (["--dry-run"] if dry_run else []))
+
+
+
+# -- ops --------------------------------------------------------------------------------------
+
+
+@ops_app.command("summary")
+def ops_summary(
+    date: Annotated[str | None, typer.Option(help="The day to report (YYYY-MM-DD, UTC; default: today).")] = None,
+    output_dir: Annotated[str | None, typer.Option(help="Also write the report's JSON and HTML to this local folder.")] = None,
+    runs: Annotated[str | None, typer.Option(help="Last runs shown per dataset (default: 10).")] = None,
+) -> None:
+    """Every dataset's rows per layer, DLQ by reason, Kafka lag, last runs and checks, replays and
+    re-drives for a date, as JSON and HTML under <lakehouse>/_ops/reports/ (spark-submit jobs/ops_summary.py)."""
+    import argparse
+
+    from jobs.ops_summary import add_arguments
+
+    args = _date_args(date=date, output_dir=output_dir and str(Path(output_dir).resolve()), runs=runs)
+    parser = argparse.ArgumentParser(prog="streamlake ops summary")
+    add_arguments(parser)
+    parser.parse_args(args)  # a bad argument exits 2, naming it, before Spark starts
+    _run_spark_job("ops_summary.py", None, args)  # every dataset: no --dataset
+
+
+# -- airflow ----------------------------------------------------------------------------------
+
+
+@app.command("airflow")
+def airflow_local(
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port of Airflow's UI on 127.0.0.1 (default 8090).")] = None,
+    print_env: Annotated[bool, typer.Option(
+        help="Print the environment as shell exports and exit (e.g. for `airflow dags test`).")] = False,
+) -> None:
+    """A local Airflow (`airflow standalone`): SQLite metadata under var/airflow, the dags/ folder, the Spark connection."""
+    import os
+    import shlex
+    import sys
+
+    from streamlake.airflow_env import AIRFLOW_HOME, DAGS_DIR, DEFAULT_PORT, airflow_environment, build_py_files
+
+    settings = _settings()
+    port = port or DEFAULT_PORT
+    try:
+        env = airflow_environment(settings, port=port)
+    except ConfigError as exc:  # e.g. no jars yet
+        typer.echo(f"config error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if print_env:
+        for key, value in env.items():
+            typer.echo(f"export {key}={shlex.quote(value)}")
+        return
+    # The jobs import the project from this archive: rebuilt at each start, never stale.
+    py_files = build_py_files()
+    AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"Airflow UI on http://127.0.0.1:{port} (user admin; `airflow standalone` prints the password below and keeps it in "
+               f"{AIRFLOW_HOME / 'simple_auth_manager_passwords.json.generated'})")
+    typer.echo(f"DAGs from {DAGS_DIR}, Spark master {settings.spark.master}, py_files {py_files}, lakehouse {settings.lakehouse.root}")
+    airflow = str(Path(sys.executable).parent / "airflow")
+    # exec: Ctrl-C and SIGTERM reach Airflow directly, which stops what it started.
+    os.execve(airflow, [airflow, "standalone"], {**os.environ, **env})
