@@ -80,7 +80,8 @@ DEFAULTS = {
                "items": [("S-1", 2, Decimal("6.00"))], "event_timestamp": RECEIVED, "dataset": "orders",
                "kafka_topic": "streamlake.orders.raw"},
 }
-BRONZE_ONLY = {"kafka_key": "K-1", "raw_value": "{}", "kafka_headers": [("streamlake.producer", b"tests")], "bronze_batch_id": 3}
+BRONZE_ONLY = {"kafka_key": "K-1", "raw_value": "{}", "kafka_headers": [("streamlake.producer", b"tests")], "bronze_batch_id": 3,
+               "bronze_replay_id": None}
 
 
 def row(dataset: str, **changes) -> dict:
