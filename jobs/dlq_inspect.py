@@ -22,13 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
 from conf.settings import Settings
 from contracts.registry import get_contract
 from jobs.entrypoint import run_job
+from jobs.kafka_offsets import offsets_for_time, watermarks
 from jobs.lakehouse_io import read_kafka_batch, write_text
 from pipelines.dlq import (
     dedupe_dlq_records,
@@ -86,22 +86,18 @@ def offset_bounds(settings: Settings, topic: str, since: datetime | None = None)
     """Per partition of `topic`: from the low watermark, or the first offset whose Kafka timestamp
     is at or after `since`, to the high watermark, both read now (so every read of the range sees
     the same records). LookupError naming the topic when Kafka does not have it."""
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": "streamlake-dlq-tools", "enable.auto.commit": False})
     try:
-        metadata = consumer.list_topics(topic, timeout=15).topics.get(topic)
-        if metadata is None or metadata.error is not None or not metadata.partitions:
-            raise LookupError(f"topic {topic} does not exist on {settings.kafka.bootstrap}; run `streamlake topics apply`")
-        start, end = {}, {}
-        for partition in sorted(metadata.partitions):
-            start[partition], end[partition] = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=15)
-        if since is not None:
-            wanted = [TopicPartition(topic, p, int(since.timestamp() * 1000)) for p in start]
-            for found in consumer.offsets_for_times(wanted, timeout=15):
-                # -1: no record at or after `since` in that partition, so nothing to read there.
-                start[found.partition] = end[found.partition] if found.offset < 0 else max(found.offset, start[found.partition])
-        return OffsetBounds(topic, start, end)
-    finally:
-        consumer.close()
+        held = watermarks(settings, topic)
+    except LookupError:
+        held = {}
+    if not held:
+        raise LookupError(f"topic {topic} does not exist on {settings.kafka.bootstrap}; run `streamlake topics apply`")
+    start, end = {p: w.low for p, w in held.items()}, {p: w.high for p, w in held.items()}
+    if since is not None:
+        # A partition with no record at or after `since` resolves to its end: nothing to read there.
+        found = offsets_for_time(settings, topic, sorted(held), since)
+        start = {p: max(found[p], start[p]) for p in start}
+    return OffsetBounds(topic, start, end)
 
 
 def read_topic_range(spark: SparkSession, settings: Settings, bounds: OffsetBounds) -> DataFrame:
