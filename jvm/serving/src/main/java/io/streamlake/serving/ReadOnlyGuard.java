@@ -105,7 +105,13 @@ public final class ReadOnlyGuard extends AbstractFunction1<LogicalPlan, BoxedUni
         String words = planName.replaceAll("(Command|Exec|Statement)$", "")
             .replaceAll("^Delta", "")
             .replaceAll("([a-z])([A-Z])", "$1 $2");
-        return words.toUpperCase(Locale.ROOT);
+        words = words.toUpperCase(Locale.ROOT);
+        // Spark's v2 write plans are named after what they do, not the statement that asked for it.
+        return switch (words) {
+            case "APPEND DATA", "INSERT INTO HADOOP FS RELATION", "INSERT INTO DATA SOURCE" -> "INSERT";
+            case "OVERWRITE BY EXPRESSION", "OVERWRITE PARTITIONS DYNAMIC" -> "INSERT OVERWRITE";
+            default -> words;
+        };
     }
 
     private static ReadOnlyViolation refused(String what) {
