@@ -220,6 +220,19 @@ class ApiSettings(Section):
     access_log: bool = False
 
 
+class GcsSettings(Section):
+    """Google Cloud Storage for `gs://` tables and checkpoints, through Hadoop's GCS connector."""
+
+    # None is Google's own endpoint; an emulator's URL otherwise (conf/gcs-emulator.yaml).
+    endpoint: str | None = None
+    # `adc`: GOOGLE_APPLICATION_CREDENTIALS or the metadata server; `none`: no auth (an emulator only).
+    auth: Literal["adc", "none"] = "adc"
+    project_id: str | None = None
+    # The connector's server-side move; fake-gcs-server answers it with 400, so the emulator's profile
+    # turns it off (renames then copy and delete). Delta's commits never rename on GCS either way.
+    move_enabled: bool = True
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -238,6 +251,7 @@ class Settings(BaseSettings):
     realtime: RealtimeSettings = RealtimeSettings()
     silver: SilverSettings = SilverSettings()
     api: ApiSettings = ApiSettings()
+    gcs: GcsSettings = GcsSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -32,6 +32,24 @@ def spark_jars(settings: Settings) -> list[Path]:
     return jars
 
 
+def gcs_conf(settings: Settings) -> dict[str, str]:
+    """Hadoop's GCS connector and Delta's GCS log store, as `spark.hadoop.*` keys so every JVM gets them."""
+    gcs = settings.gcs
+    conf = {
+        "spark.hadoop.fs.gs.impl": "com.google.cloud.hadoop.fs.gcs.GoogleHadoopFileSystem",
+        "spark.hadoop.fs.AbstractFileSystem.gs.impl": "com.google.cloud.hadoop.fs.gcs.GoogleHadoopFS",
+        # Commits write NNN.json directly with an if-absent precondition; no rename is involved.
+        "spark.delta.logStore.gs.impl": "io.delta.storage.GCSLogStore",
+        "spark.hadoop.fs.gs.auth.type": "UNAUTHENTICATED" if gcs.auth == "none" else "APPLICATION_DEFAULT",
+        "spark.hadoop.fs.gs.operation.move.enable": str(gcs.move_enabled).lower(),
+    }
+    if gcs.project_id:
+        conf["spark.hadoop.fs.gs.project.id"] = gcs.project_id
+    if gcs.endpoint:
+        conf["spark.hadoop.fs.gs.storage.root.url"] = gcs.endpoint
+    return conf
+
+
 def spark_conf(settings: Settings) -> dict[str, str]:
     """Every Spark setting StreamLake relies on; `settings.spark.conf` overrides any of them."""
     spark = settings.spark
@@ -50,6 +68,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={VAR_DIR / 'derby'}",
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.ui.showConsoleProgress": "false",
+        **gcs_conf(settings),
     }
     if is_local_master(spark.master):
         # A local driver talks only to itself: bind to loopback rather than guess a network address.

@@ -111,6 +111,15 @@ def spark(settings: Settings):
         session.stop()
 
 
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory):
+    """One fake-gcs-server for the session, with the tests' bucket (tests.gcs_support)."""
+    from tests.gcs_support import running_gcs_emulator
+
+    with running_gcs_emulator(tmp_path_factory.mktemp("gcs")) as gcs:
+        yield gcs
+
+
 @pytest.fixture
 def admin(settings: Settings) -> AdminClient:
     return AdminClient(settings.kafka.client_config())

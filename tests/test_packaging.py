@@ -40,6 +40,7 @@ def test_fetched_spark_jars_are_exactly_the_declared_set() -> None:
         "commons-pool2-2.12.0.jar",
         "delta-spark_2.13-4.0.1.jar",
         "delta-storage-4.0.1.jar",
+        "gcs-connector-4.0.4-shaded.jar",
         "kafka-clients-3.9.1.jar",
         "spark-sql-kafka-0-10_2.13-4.0.4.jar",
         "spark-token-provider-kafka-0-10_2.13-4.0.0.jar",
