@@ -1,13 +1,40 @@
-# StreamLake runtime image: Python 3.11 + Java 17 + the locked venv + the Maven-fetched jars.
-# Used by docker-compose.yml on machines that have a Docker engine (the development machine has none;
-# there `make demo` runs the same components as local processes).
-FROM python:3.11-slim-bookworm
+# syntax=docker/dockerfile:1
+# StreamLake's image: everything docker-compose.yml runs (the ingestion API, the Spark streams and
+# batch jobs, the SQL server, Airflow and its DAG tasks). No Docker engine builds it where the project
+# is developed, so every build step is the Makefile's own (`make install jars dist`): the image holds
+# what a checkout set up by `make` holds, built the same way, not a second recipe.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+# `make jars` fetches jars with Maven and compiles the serving jar with javac: a JDK here, a JRE at run time.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends openjdk-17-jre-headless maven make \
+ && apt-get install -y --no-install-recommends openjdk-17-jdk-headless maven make \
  && rm -rf /var/lib/apt/lists/*
+# The image's Python 3.11, never a downloaded one: the runtime stage has the same interpreter at the same path.
+ENV UV_PYTHON_DOWNLOADS=never
 WORKDIR /opt/streamlake
 COPY . .
-RUN make install jars
+# The venv from uv.lock, the jars (Maven + javac), dist/streamlake.zip: exactly `make install jars dist`.
+RUN make install jars dist
+# Then the dev group (pytest, linters, the compose validator) leaves the venv; and Airflow's Postgres
+# drivers (metadata DB, sync and async) join it: pinned here since uv.lock has no deployment group.
+RUN .tools/bin/uv sync --frozen --python 3.11 --compile-bytecode --no-dev \
+ && .tools/bin/uv pip install --python .venv/bin/python --compile-bytecode psycopg2-binary==2.9.13 asyncpg==0.32.0 \
+ && rm -rf .cache/m2 .tools
+
+FROM ${PYTHON_IMAGE}
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps \
+ && rm -rf /var/lib/apt/lists/*
+RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin streamlake
+# The code stays root's, read-only to the services; they write only var/ (Spark's side files, the SQL
+# server's metastore), dist/ (rebuilt before a cluster submit) and Airflow's home (its logs and auth volumes).
+COPY --from=build /opt/streamlake /opt/streamlake
+RUN mkdir -p /opt/streamlake/var /opt/airflow/logs /opt/airflow/auth \
+ && chown -R streamlake:streamlake /opt/streamlake/var /opt/streamlake/dist /opt/airflow
 ENV PATH=/opt/streamlake/.venv/bin:$PATH \
-    STREAMLAKE_ENV=local
+    PYTHONUNBUFFERED=1
+USER streamlake
+WORKDIR /opt/streamlake
 ENTRYPOINT ["streamlake"]
+CMD ["--help"]

@@ -124,6 +124,20 @@ def airflow_environment(
     }
 
 
+# What a deployment decides for itself (docker-compose.yml): where Airflow keeps its state, its
+# metadata DB, where its API listens and is reached. Everything else follows from the settings.
+DEPLOYMENT_VARS = ("AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__API__HOST", "AIRFLOW__API__PORT",
+                   "AIRFLOW__API__BASE_URL")
+
+
+def deployment_environment(settings: Settings, base: dict[str, str], **options: int) -> dict[str, str]:
+    """The whole environment of one Airflow component of a deployment: `base` (the process's own)
+    with `airflow_environment` on top, except the DEPLOYMENT_VARS that `base` sets, which it keeps."""
+    env = {**base, **airflow_environment(settings, **options)}
+    env.update({key: base[key] for key in DEPLOYMENT_VARS if key in base})
+    return env
+
+
 def build_py_files(target: Path = PY_FILES) -> Path:
     """Zip the packages a job imports (PySpark puts only .zip, .egg and .jar py_files on the
     executors' path, so not a wheel); written next to the target, then renamed into place."""

@@ -365,6 +365,9 @@ def airflow_local(
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port of Airflow's UI on 127.0.0.1 (default 8090).")] = None,
     print_env: Annotated[bool, typer.Option(
         help="Print the environment as shell exports and exit (e.g. for `airflow dags test`).")] = False,
+    command: Annotated[list[str] | None, typer.Argument(
+        help="Instead of `airflow standalone`, exec this Airflow command, after `--` (e.g. `-- scheduler`): one component of "
+             "a deployment, whose own AIRFLOW_HOME, metadata DB and API address, set in the environment, are kept.")] = None,
 ) -> None:
     """A local Airflow (`airflow standalone`): SQLite metadata under var/airflow, the dags/ folder, the Spark connection."""
     import os
@@ -380,6 +383,8 @@ def airflow_local(
     except ConfigError as exc:  # e.g. no jars yet
         typer.echo(f"config error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if command:
+        _exec_airflow_command(settings, command, port)
     if print_env:
         for key, value in env.items():
             typer.echo(f"export {key}={shlex.quote(value)}")
@@ -393,3 +398,17 @@ def airflow_local(
     airflow = str(Path(sys.executable).parent / "airflow")
     # exec: Ctrl-C and SIGTERM reach Airflow directly, which stops what it started.
     os.execve(airflow, [airflow, "standalone"], {**os.environ, **env})
+
+
+def _exec_airflow_command(settings: Settings, command: list[str], port: int) -> None:
+    """Exec `airflow <command>` as a deployment's component (docker-compose.yml runs each one so):
+    its DAG environment derived here, as for the local Airflow, nothing typed in the deployment twice."""
+    import os
+    import sys
+
+    from streamlake.airflow_env import deployment_environment
+
+    env = deployment_environment(settings, dict(os.environ), port=port)
+    airflow = str(Path(sys.executable).parent / "airflow")
+    # exec: the container's SIGTERM reaches Airflow directly.
+    os.execve(airflow, [airflow, *command], env)
