@@ -136,6 +136,9 @@ class SparkSettings(Section):
     driver_memory: str = Field(default="2g", pattern=r"^\d+[mg]$")
     ui_enabled: bool = False
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
+    # The interpreter a cluster's executors run Python tasks with (`spark.pyspark.python`), a path
+    # on the worker nodes; a local master always uses this machine's interpreter instead.
+    executor_python: str = Field(default="python3", min_length=1)
     # Extra `spark.*` settings, passed through as-is (e.g. for a cluster).
     conf: dict[str, str] = {}
 

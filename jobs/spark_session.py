@@ -13,11 +13,13 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from conf.settings import VAR_DIR, ConfigError, Settings
+from conf.settings import PROJECT_DIR, VAR_DIR, ConfigError, Settings
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 PROJECT_DAEMON = "jobs.python_daemon"
+# The packages a job imports, zipped for a cluster's executors (`make dist`).
+PY_FILES = PROJECT_DIR / "dist" / "streamlake.zip"
 
 
 def is_local_master(master: str) -> bool:
@@ -107,15 +109,31 @@ def spark_submit_env(base: dict[str, str]) -> dict[str, str]:
     }
 
 
-def spark_submit_command(settings: Settings, application: Path, *args: str) -> list[str]:
-    """`spark-submit` with the same configuration as `build_spark_session`."""
+def cluster_submit_options(settings: Settings, conf: dict[str, str], py_files: Path = PY_FILES) -> list[str]:
+    """What a non-local master adds: the project as `--py-files` (its executors need not have it
+    installed) and their own interpreter. The driver stays here (client deploy mode), in this
+    environment; it must advertise an address the workers reach (`spark.conf` spark.driver.host)."""
+    if not py_files.is_file():
+        raise ConfigError(f"spark.master: {settings.spark.master!r} runs Python tasks on executors that import the project from "
+                          f"{py_files}, which does not exist; run `make dist`")
+    conf.setdefault("spark.pyspark.python", settings.spark.executor_python)
+    conf.setdefault("spark.pyspark.driver.python", sys.executable)
+    return ["--py-files", str(py_files)]
+
+
+def spark_submit_command(settings: Settings, application: Path, *args: str, py_files: Path = PY_FILES) -> list[str]:
+    """`spark-submit` with the same configuration as `build_spark_session`; for a cluster master,
+    with the project zipped at `py_files` for its executors."""
     spark_submit = Path(sys.executable).parent / "spark-submit"
     conf = spark_conf(settings)
+    cluster_options = []
     if is_local_master(settings.spark.master):
         # The driver must run in this environment, where the project and its packages are installed.
         conf.setdefault("spark.pyspark.python", sys.executable)
         conf.setdefault("spark.pyspark.driver.python", sys.executable)
-    command = [str(spark_submit), "--master", settings.spark.master, "--jars", conf.pop("spark.jars")]
+    else:
+        cluster_options = cluster_submit_options(settings, conf, py_files)
+    command = [str(spark_submit), "--master", settings.spark.master, *cluster_options, "--jars", conf.pop("spark.jars")]
     command += ["--driver-memory", conf.pop("spark.driver.memory")]
     for key, value in conf.items():
         command += ["--conf", f"{key}={value}"]

@@ -23,15 +23,14 @@ from pathlib import Path
 
 from conf.settings import PROJECT_DIR, VAR_DIR, Settings, conf_dir
 from contracts.registry import DATASETS
-from jobs.spark_session import spark_submit_command, spark_submit_env
+from jobs.spark_session import PY_FILES, spark_submit_command, spark_submit_env
 
 CONN_ID = "streamlake_spark"
 CONFIG_VAR = "STREAMLAKE_AIRFLOW"
 AIRFLOW_HOME = VAR_DIR / "airflow"
 DAGS_DIR = PROJECT_DIR / "dags"
 JOBS_DIR = PROJECT_DIR / "jobs"
-DIST_DIR = PROJECT_DIR / "dist"
-PY_FILES = DIST_DIR / "streamlake.zip"
+DIST_DIR = PY_FILES.parent
 # What a job imports, driver and executors alike; the CLI and the API are not shipped.
 SHIPPED_PACKAGES = ("contracts", "conf", "pipelines", "jobs")
 DEFAULT_RETRIES = 2
@@ -41,23 +40,24 @@ DEFAULT_PORT = 8090
 _APPLICATION = "<application>"
 
 
-def spark_submit_options(settings: Settings) -> dict:
-    """`spark_submit_command` taken apart: master, jars, driver memory and every `--conf`."""
-    command = spark_submit_command(settings, Path(_APPLICATION))
+def spark_submit_options(settings: Settings, py_files: Path = PY_FILES) -> dict:
+    """`spark_submit_command` taken apart: master, jars, driver memory, every `--conf` (and for a
+    cluster master the py_files, which every task passes anyway)."""
+    command = spark_submit_command(settings, Path(_APPLICATION), py_files=py_files)
     options = command[1:command.index(_APPLICATION)]
     parsed: dict = {"conf": {}}
     for flag, value in zip(options[::2], options[1::2], strict=True):
         if flag == "--conf":
             key, _, conf_value = value.partition("=")
             parsed["conf"][key] = conf_value
-        elif flag in ("--master", "--jars", "--driver-memory"):
+        elif flag in ("--master", "--jars", "--driver-memory", "--py-files"):
             parsed[flag[2:].replace("-", "_")] = value
         else:  # a new spark-submit option must get its operator argument here, not be dropped
             raise ValueError(f"spark_submit_command gained an option the DAGs do not pass on: {flag}")
     return parsed
 
 
-def job_env(settings: Settings, base_path: str | None = None) -> dict[str, str]:
+def job_env(settings: Settings, base_path: str | None = None, py_files: Path = PY_FILES) -> dict[str, str]:
     """The environment of each spark-submit a DAG task runs.
 
     The jobs import the project from the py_files archive, ahead of the installed project, so a
@@ -65,17 +65,23 @@ def job_env(settings: Settings, base_path: str | None = None) -> dict[str, str]:
     those is pinned to its value here, as are the master and the Spark conf the task submits (a job
     builds its session from its own settings, which would otherwise override what was submitted).
     """
-    options = spark_submit_options(settings)
     env = spark_submit_env({})
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), base_path if base_path is not None else os.environ.get("PATH", "")])
-    env.update({
+    env.update(pinned_settings_env(settings, py_files))
+    return env
+
+
+def pinned_settings_env(settings: Settings, py_files: Path = PY_FILES) -> dict[str, str]:
+    """The settings a job importing the project from `py_files` must be given (see `job_env`);
+    the CLI passes them too when it submits to a cluster."""
+    options = spark_submit_options(settings, py_files)
+    return {
         "STREAMLAKE_CONF_DIR": str(conf_dir()),
         "STREAMLAKE_LAKEHOUSE__ROOT": settings.lakehouse.root,
         "STREAMLAKE_JVM__JARS_DIR": str(settings.jvm.jars_dir),
         "STREAMLAKE_SPARK__MASTER": settings.spark.master,
         "STREAMLAKE_SPARK__CONF": json.dumps(options["conf"]),
-    })
-    return env
+    }
 
 
 def spark_connection(settings: Settings) -> str:
@@ -88,7 +94,7 @@ def dag_config(
     settings: Settings, *, py_files: Path = PY_FILES, retries: int = DEFAULT_RETRIES, retry_delay_s: int = DEFAULT_RETRY_DELAY_S,
 ) -> dict:
     """What the DAG files read from STREAMLAKE_AIRFLOW."""
-    options = spark_submit_options(settings)
+    options = spark_submit_options(settings, py_files)
     return {
         "conn_id": CONN_ID,
         "jobs_dir": str(JOBS_DIR),
@@ -96,7 +102,7 @@ def dag_config(
         "jars": options["jars"],
         "driver_memory": options["driver_memory"],
         "spark_conf": options["conf"],
-        "env_vars": job_env(settings),
+        "env_vars": job_env(settings, py_files=py_files),
         "datasets": sorted(DATASETS),
         "retries": retries,
         "retry_delay_s": retry_delay_s,
@@ -142,7 +148,8 @@ def build_py_files(target: Path = PY_FILES) -> Path:
     """Zip the packages a job imports (PySpark puts only .zip, .egg and .jar py_files on the
     executors' path, so not a wheel); written next to the target, then renamed into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
+    # One partial file per process: two submits building at once must not write the same file.
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
         for package in SHIPPED_PACKAGES:
             for path in sorted((PROJECT_DIR / package).rglob("*")):

@@ -226,9 +226,22 @@ def _run_spark_job(script: str, dataset: str | None, extra: list[str]) -> None:
         raise typer.Exit(2) from None
     job = Path(__file__).resolve().parent.parent / "jobs" / script
     args = (["--dataset", dataset] if dataset is not None else []) + [*extra] + (["--env", _state["env"]] if _state["env"] else [])
+    env = {**os.environ, **_cluster_job_env(settings)}
     command = spark_submit_command(settings, job, *args)
     # exec: signals (SIGTERM from an orchestrator) reach spark-submit directly.
-    os.execve(command[0], command, spark_submit_env(dict(os.environ)))
+    os.execve(command[0], command, spark_submit_env(env))
+
+
+def _cluster_job_env(settings: Settings) -> dict[str, str]:
+    """For a cluster master: the py_files zip rebuilt from this checkout before each submit, so the
+    executors run the code the driver runs (a stale zip would not say so); and, as the driver then
+    imports the project from that zip too, the settings pinned that would point into it."""
+    from jobs.spark_session import is_local_master
+    from streamlake.airflow_env import build_py_files, pinned_settings_env
+
+    if is_local_master(settings.spark.master):
+        return {}
+    return pinned_settings_env(settings, build_py_files())
 
 
 # -- replay and backfill ------------------------------------------------------------------------

@@ -179,9 +179,15 @@ def test_a_cluster_master_is_configuration_only(tmp_path: Path) -> None:
         "conn_type": "spark", "host": "spark://127.0.0.1:7077"}
     parsed = inspect_dags(airflow_env(cluster, tmp_path / "airflow_home", PY_FILES), CASES[:1])
     (rendered,) = parsed["rendered"]
-    assert rendered["command"][:3] == ["spark-submit", "--master", "spark://127.0.0.1:7077"]
+    command = rendered["command"]
+    assert command[:3] == ["spark-submit", "--master", "spark://127.0.0.1:7077"]
+    # The project reaches the executors only as py_files, once; they run the cluster's interpreter.
+    assert command.count("--py-files") == 1 and command[command.index("--py-files") + 1] == str(PY_FILES)
+    assert command[command.index("--jars") + 1] == ",".join(str(j) for j in cluster.jvm.spark_jars)
+    assert f"spark.pyspark.python={cluster.spark.executor_python}" in command
+    assert f"spark.pyspark.driver.python={sys.executable}" in command
     # Local-only settings stay local: a cluster's executors may lack this machine's daemon and paths.
-    assert not [part for part in rendered["command"] if "python.daemon" in part or "driver.host" in part]
+    assert not [part for part in command if "python.daemon" in part or "driver.host" in part]
     assert rendered["env"]["STREAMLAKE_SPARK__MASTER"] == "spark://127.0.0.1:7077"
 
 
