@@ -9,9 +9,16 @@ VENV := .venv
 JARS := .cache/jars
 M2 := .cache/m2
 MVN_FLAGS := -B -q -Dmaven.repo.local=$(CURDIR)/$(M2)
+# The GCS emulator the tests run the lakehouse on (gs:// paths), built once from the Go module proxy.
+FAKE_GCS_VERSION := v1.52.3
+FAKE_GCS := $(TOOLS)/go/bin/fake-gcs-server
+# StreamLake's own JVM classes for the SQL server (read-only guard, password check), compiled with
+# javac against the Spark jars pyspark ships: nothing to resolve, nothing to download.
+SERVING_JAR := $(JARS)/serving/streamlake-serving.jar
+SERVING_SRC := $(shell find jvm/serving/src -name '*.java' 2>/dev/null)
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: install jars demo test bench lint clean dist airflow
+.PHONY: install jars demo test bench lint clean dist airflow gcs-emulator
 
 install: $(VENV)/.installed
 
@@ -27,13 +34,25 @@ $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --python 3.11 --compile-bytecode
 	touch $@
 
-jars: $(JARS)/spark/.fetched $(JARS)/kafka/.fetched
+jars: $(JARS)/spark/.fetched $(JARS)/kafka/.fetched $(SERVING_JAR)
 
 $(JARS)/%/.fetched: jvm/%/pom.xml
 	rm -rf $(JARS)/$*
 	mvn $(MVN_FLAGS) -f jvm/$*/pom.xml dependency:copy-dependencies \
 		-DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(JARS)/$*
 	touch $@
+
+$(SERVING_JAR): $(SERVING_SRC) | $(VENV)/.installed
+	rm -rf $(JARS)/serving/classes && mkdir -p $(JARS)/serving/classes
+	javac -nowarn -encoding UTF-8 --release 17 -d $(JARS)/serving/classes \
+		-cp "$$($(VENV)/bin/python -c 'import pyspark, pathlib; print(pathlib.Path(pyspark.__file__).parent / "jars")')/*" \
+		$(SERVING_SRC)
+	jar cf $@ -C $(JARS)/serving/classes .
+
+gcs-emulator: $(FAKE_GCS)
+
+$(FAKE_GCS):
+	GOBIN=$(CURDIR)/$(TOOLS)/go/bin GOFLAGS=-mod=mod go install github.com/fsouza/fake-gcs-server@$(FAKE_GCS_VERSION)
 
 demo: install jars
 	$(VENV)/bin/streamlake demo
@@ -47,10 +66,10 @@ airflow: install jars dist
 	$(VENV)/bin/streamlake airflow
 
 # Lint first: a finding fails in seconds, before the suite's minutes.
-test: lint jars dist
+test: lint jars dist gcs-emulator
 	$(VENV)/bin/pytest
 
-bench: install jars
+bench: install jars dist gcs-emulator
 	$(VENV)/bin/python -m bench
 
 lint: install

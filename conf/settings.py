@@ -236,6 +236,30 @@ class GcsSettings(Section):
     move_enabled: bool = True
 
 
+class ServeSettings(Section):
+    """SQL serving (`streamlake serve`): Spark's Thrift server over the lakehouse tables."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=10000, ge=1, le=65535)
+    # None: an embedded Derby metastore in this folder (one server process only); a `thrift://` URI
+    # of an external Hive metastore otherwise.
+    metastore_dir: Path = VAR_DIR / "serve" / "metastore"
+    metastore_uri: str | None = Field(default=None, pattern=r"^thrift://[^/:]+:\d+$")
+    # Analysts' SQL may only read (the Java guard in jvm/serving); the server's own registration is exempt.
+    read_only: bool = True
+    # `password`: users and PBKDF2 hashes from `password_file` (never in the repo); `ldap`: the server's LDAP mode.
+    authentication: Literal["none", "password", "ldap"] = "none"
+    password_file: Path | None = None
+    ldap_url: str | None = None
+    ldap_base_dn: str | None = None
+    # Tables created after start are registered on SIGHUP, `streamlake serve --refresh` and this often.
+    refresh_interval_s: float = Field(default=300.0, gt=0)
+    state_file: Path = VAR_DIR / "serve" / "server.json"
+    startup_timeout_s: float = Field(default=180.0, gt=0)
+    # Extra `hive.server2.*` (or other hiveconf) settings, passed to the server as-is.
+    hiveconf: dict[str, str] = {}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -255,6 +279,7 @@ class Settings(BaseSettings):
     silver: SilverSettings = SilverSettings()
     api: ApiSettings = ApiSettings()
     gcs: GcsSettings = GcsSettings()
+    serve: ServeSettings = ServeSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -370,6 +370,43 @@ def ops_summary(
     _run_spark_job("ops_summary.py", None, args)  # every dataset: no --dataset
 
 
+# -- serve ------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    refresh: Annotated[bool, typer.Option(
+        help="Ask the running server to register tables created since it started, wait, print them.")] = False,
+) -> None:
+    """SQL over the lakehouse: Spark's Thrift server (JDBC/ODBC, beeline, PyHive), read-only by default."""
+    import os
+
+    from jobs.spark_session import spark_submit_env
+    from streamlake.serve import refresh as refresh_server
+    from streamlake.serve import server_command
+
+    settings = _settings()
+    if refresh:
+        result = refresh_server(settings)
+        if not result.running:
+            typer.echo(f"no SQL server running (no live {settings.serve.state_file}); tables register at its next start")
+            return
+        typer.echo(f"registered {len(result.tables)} tables; new: {', '.join(result.created) or 'none'}")
+        for table in result.tables:
+            typer.echo(table)
+        return
+    try:
+        from jobs.thrift_server import serving_conf
+
+        serving_conf(settings)  # a bad combination (password without a file) exits 2 before Spark starts
+        command = server_command(settings, _state["env"])
+    except ConfigError as exc:
+        typer.echo(f"config error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    # exec: SIGTERM from an orchestrator or docker reaches spark-submit directly.
+    os.execve(command[0], command, spark_submit_env(dict(os.environ)))
+
+
 # -- airflow ----------------------------------------------------------------------------------
 
 
