@@ -16,10 +16,9 @@ WORKDIR /opt/streamlake
 COPY . .
 # The venv from uv.lock, the jars (Maven + javac), dist/streamlake.zip: exactly `make install jars dist`.
 RUN make install jars dist
-# Then the dev group (pytest, linters, the compose validator) leaves the venv; and Airflow's Postgres
-# drivers (metadata DB, sync and async) join it: pinned here since uv.lock has no deployment group.
-RUN .tools/bin/uv sync --frozen --python 3.11 --compile-bytecode --no-dev \
- && .tools/bin/uv pip install --python .venv/bin/python --compile-bytecode psycopg2-binary==2.9.13 asyncpg==0.32.0 \
+# Then the dev group (pytest, linters, the compose validator) leaves the venv and the deploy group
+# (Airflow's Postgres drivers for the shared metadata DB) joins it, both from uv.lock.
+RUN .tools/bin/uv sync --frozen --python 3.11 --compile-bytecode --no-dev --group deploy \
  && rm -rf .cache/m2 .tools
 
 FROM ${PYTHON_IMAGE}
