@@ -8,8 +8,6 @@ import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import yaml
-
 from conf.settings import PROJECT_DIR, load_settings
 
 POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
@@ -52,26 +50,3 @@ def test_import_direction_is_kept() -> None:
         [str(Path(sys.executable).parent / "lint-imports")], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def _compose_services() -> dict[str, dict]:
-    compose = yaml.safe_load((PROJECT_DIR / "docker-compose.yml").read_text())
-    return {name: svc for name, svc in compose["services"].items() if svc.get("image") != compose["services"]["kafka"]["image"]}
-
-
-def test_compose_settings_are_accepted_by_the_settings_loader(monkeypatch) -> None:
-    for service in _compose_services().values():
-        for key, value in service["environment"].items():
-            monkeypatch.setenv(key, str(value))
-        load_settings()  # raises ConfigError naming the key if the compose file drifted from conf/
-        for key in service["environment"]:
-            monkeypatch.delenv(key)
-
-
-def test_compose_commands_are_real_cli_commands() -> None:
-    for name, service in _compose_services().items():
-        words = [w for w in service["command"] if not w.startswith("--") and w not in ("user_events", "orders")]
-        result = subprocess.run(
-            [sys.executable, "-m", "streamlake", *words, "--help"], capture_output=True, text=True, timeout=60
-        )
-        assert result.returncode == 0, f"service {name}: {result.stdout}{result.stderr}"
