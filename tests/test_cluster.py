@@ -285,8 +285,8 @@ def test_the_bronze_stream_on_the_cluster_loses_nothing_when_its_worker_is_kille
     finally:
         if job is not None:
             job.close()
-    # The whole session topic is reconciled: this module must run before test_replay, whose records
-    # another limit judged oversized sit in the shared DLQ while this lakehouse holds them in Bronze.
+    # The whole session topic is reconciled, so this module runs before those that leave DLQ records
+    # for offsets this lakehouse holds in Bronze (test_ops_summary's hand-made ones, test_replay's).
     assert_exactly_once(gcs_spark, remote)
     assert remote.lakehouse.checkpoint_uri("bronze", "user_events").startswith(f"gs://{gcs_emulator.bucket}/{prefix}/")
     assert any(n.startswith(f"{prefix}/_checkpoints/bronze/user_events/commits/") for n in gcs_emulator.objects(prefix + "/"))
