@@ -67,3 +67,15 @@ def gcs_env(settings_env: dict[str, str], gcs: RunningGcs, prefix: str) -> dict[
     """A subprocess environment (CLI, spark-submit) with the same settings as `gcs_settings`."""
     return {**settings_env, "STREAMLAKE_ENV": GCS_ENV, "STREAMLAKE_GCS__ENDPOINT": gcs.endpoint,
             "STREAMLAKE_LAKEHOUSE__ROOT": gcs.root(prefix)}
+
+
+def point_spark_at(spark: Any, settings: Settings, gcs: RunningGcs) -> Any:
+    """The session's Spark with its Hadoop conf pointed at the emulator (the profile's `spark.hadoop.*`
+    keys), to read and write gs:// paths from the test process."""
+    from jobs.spark_session import gcs_conf
+
+    conf = spark._jsc.hadoopConfiguration()
+    for key, value in gcs_conf(gcs_settings(settings, gcs, "unused")).items():
+        if key.startswith("spark.hadoop."):
+            conf.set(key.removeprefix("spark.hadoop."), value)
+    return spark

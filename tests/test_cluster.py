@@ -31,12 +31,12 @@ from contracts.user_events import UserEventV1
 from jobs.gold_batch import run_gold
 from jobs.replay_batch import parse_arguments, replay_command
 from jobs.silver_batch import run_silver
-from jobs.spark_session import PY_FILES, gcs_conf, spark_submit_command, spark_submit_env
+from jobs.spark_session import PY_FILES, spark_submit_command, spark_submit_env
 from streamlake.airflow_env import build_py_files, pinned_settings_env
 from streamlake.topics import apply_topics, declared_topics
 from tests.airflow_support import airflow_env, inspect_dags
 from tests.bronze_support import KafkaRecord, produce_raw, write_bronze
-from tests.gcs_support import RunningGcs, gcs_env, gcs_settings
+from tests.gcs_support import RunningGcs, gcs_env, gcs_settings, point_spark_at
 from tests.replay_support import bronze_available_now, lose_ingestion_date, offsets_range, order
 from tests.spark_cluster_support import SparkCluster, running_spark_cluster
 from tests.test_bronze_resilience import (
@@ -245,10 +245,7 @@ def test_the_airflow_task_submits_to_the_cluster_by_configuration_only(
 @pytest.fixture(scope="module")
 def gcs_spark(spark: SparkSession, gcs_emulator: RunningGcs, settings: Settings) -> SparkSession:
     """The session's Spark, its Hadoop conf pointed at the emulator, to read what the stream wrote."""
-    conf = spark._jsc.hadoopConfiguration()
-    for key, value in gcs_conf(gcs_settings(settings, gcs_emulator, "unused")).items():
-        if key.startswith("spark.hadoop."):
-            conf.set(key.removeprefix("spark.hadoop."), value)
+    point_spark_at(spark, settings, gcs_emulator)
     return spark
 
 

@@ -24,12 +24,11 @@ from contracts.registry import get_contract
 from jobs.bronze_stream import start_bronze_query
 from jobs.gold_batch import run_gold
 from jobs.silver_batch import run_silver
-from jobs.spark_session import gcs_conf
 from streamlake import synthetic
 from streamlake.topics import apply_topics, declared_topics
 from tests.bronze_support import dlq_headers, produce_raw, read_topic, write_bronze
 from tests.factories import envelope_value, order_poison_cases
-from tests.gcs_support import RunningGcs, gcs_env, gcs_settings
+from tests.gcs_support import RunningGcs, gcs_env, gcs_settings, point_spark_at
 from tests.test_bronze_resilience import (
     JOB_START_S,
     BronzeJob,
@@ -47,10 +46,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def gcs_spark(spark: SparkSession, gcs_emulator: RunningGcs, settings: Settings) -> SparkSession:
     """The session's Spark, its Hadoop conf pointed at the emulator (the profile's `spark.hadoop.*` keys)."""
-    conf = spark._jsc.hadoopConfiguration()
-    for key, value in gcs_conf(gcs_settings(settings, gcs_emulator, "unused")).items():
-        if key.startswith("spark.hadoop."):
-            conf.set(key.removeprefix("spark.hadoop."), value)
+    point_spark_at(spark, settings, gcs_emulator)
     apply_topics(AdminClient(settings.kafka.client_config()), declared_topics(settings))
     return spark
 
