@@ -1,4 +1,5 @@
-"""StreamLake's Spark jobs as Airflow tasks: one SparkSubmitOperator per job run.
+"""StreamLake's Spark jobs as Airflow tasks: one SparkSubmitOperator per job run, and the SQL server's
+refresh after a DAG has published.
 
 Everything a task submits comes from STREAMLAKE_AIRFLOW, the JSON `streamlake airflow` prepares
 (`streamlake/airflow_env.py`): the jobs folder, the project as py_files, the jars, the Spark conf
@@ -18,10 +19,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.standard.operators.bash import BashOperator
 
 CONFIG_VAR = "STREAMLAKE_AIRFLOW"
 CONFIG_KEYS = frozenset({"conn_id", "jobs_dir", "py_files", "jars", "driver_memory", "spark_conf", "env_vars", "datasets",
-                         "retries", "retry_delay_s"})
+                         "serve_refresh_command", "retries", "retry_delay_s"})
 # Before every date a test or backfill names; catchup is off, so the scheduler starts from today.
 START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
 OWNER = "streamlake"
@@ -105,3 +107,11 @@ class StreamLakeJob(SparkSubmitOperator):
         extra = [part for flag, value in self.optional_args.items() if value != "" for part in (flag, value)]
         extra += [flag for flag, condition in self.flags.items() if condition == "True"]
         self.application_args = [*self.application_args, *extra]
+
+
+def refresh_sql_tables() -> BashOperator:
+    """`streamlake serve --refresh`, the last task of a DAG that publishes: the SQL server running on
+    this machine registers the tables just created. With none running here it succeeds and says so;
+    a server elsewhere registers them within its `serve.refresh_interval_s`."""
+    return BashOperator(task_id="refresh_sql_tables", bash_command=CONFIG["serve_refresh_command"], env=dict(CONFIG["env_vars"]),
+                        append_env=True)

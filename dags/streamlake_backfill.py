@@ -3,13 +3,14 @@
 
 Rebuilds one dataset for a range of Bronze ingestion dates, triggered by hand with `dataset`,
 `from` and `to` (YYYY-MM-DD, inclusive): `rebuild_batch.py --from --to` runs Silver for each
-date in order, then Gold for the event dates those Silver runs touched. Safe to rerun.
+date in order, then Gold for the event dates those Silver runs touched; then the SQL server
+registers any table that is new (`streamlake serve --refresh`). Safe to rerun.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import DAG, Param
-from spark_jobs import DATASETS, START_DATE, StreamLakeJob, default_args
+from spark_jobs import DATASETS, START_DATE, StreamLakeJob, default_args, refresh_sql_tables
 
 with DAG(
     dag_id="streamlake_backfill",
@@ -26,5 +27,6 @@ with DAG(
         "to": Param(type="string", format="date", description="last Bronze ingestion date, inclusive"),
     },
 ):
-    StreamLakeJob(task_id="rebuild", job="rebuild_batch",
-                  arguments=["--dataset", "{{ params.dataset }}", "--from", "{{ params['from'] }}", "--to", "{{ params['to'] }}"])
+    rebuild = StreamLakeJob(task_id="rebuild", job="rebuild_batch",
+                            arguments=["--dataset", "{{ params.dataset }}", "--from", "{{ params['from'] }}", "--to", "{{ params['to'] }}"])
+    rebuild >> refresh_sql_tables()

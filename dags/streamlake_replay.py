@@ -10,7 +10,8 @@ offset, the end exclusive) or `from_time` and `to_time` (ISO-8601, the end exclu
    under the replay id before anything is read;
 2. **replay** (`replay_batch.py --no-rebuild`): reads the recorded range, lands the rows Bronze lacks;
 3. **rebuild** (`rebuild_batch.py --replay-id`): Silver for the ingestion dates the replay touched,
-   then Gold for the event dates Silver touched.
+   then Gold for the event dates Silver touched;
+4. **refresh_sql_tables** (`streamlake serve --refresh`): the SQL server registers any table that is new.
 
 The replay id is the DAG run's id, made safe for the jobs, so every step of a run names the same
 replay and no two runs share one. Running the same range again adds nothing.
@@ -19,7 +20,7 @@ replay and no two runs share one. Running the same range again adds nothing.
 from __future__ import annotations
 
 from airflow.sdk import DAG, Param
-from spark_jobs import DATASETS, JINJA_FILTERS, START_DATE, StreamLakeJob, default_args
+from spark_jobs import DATASETS, JINJA_FILTERS, START_DATE, StreamLakeJob, default_args, refresh_sql_tables
 
 REPLAY_ID = "{{ run_id | job_id }}"
 DATASET = "{{ params.dataset }}"
@@ -51,4 +52,4 @@ with DAG(
     )
     replay = StreamLakeJob(task_id="replay", job="replay_batch", arguments=["--dataset", DATASET, "--replay-id", REPLAY_ID, "--no-rebuild"])
     rebuild = StreamLakeJob(task_id="rebuild", job="rebuild_batch", arguments=["--dataset", DATASET, "--replay-id", REPLAY_ID])
-    resolve >> replay >> rebuild
+    resolve >> replay >> rebuild >> refresh_sql_tables()

@@ -161,7 +161,8 @@ def serve(settings: Settings) -> int:
     signal.signal(signal.SIGINT, lambda *_: (stop.set(), wake.set()))
     registered = register_tables(spark, settings)
     server = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(spark._jsparkSession.sqlContext())
-    state = {"pid": os.getpid(), "host": serve_settings.host, "port": serve_settings.port}
+    # The machine is recorded so a refresh elsewhere (another container, a shared volume) never signals a stranger's pid.
+    state = {"pid": os.getpid(), "machine": socket.gethostname(), "host": serve_settings.host, "port": serve_settings.port}
     try:
         _wait_for_port(serve_settings.host, serve_settings.port, serve_settings.startup_timeout_s)
         state |= {"started_at": datetime.now(UTC).isoformat(), "registered_at": datetime.now(UTC).isoformat(), **registered}

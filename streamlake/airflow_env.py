@@ -5,7 +5,7 @@ variables, so nothing is typed twice:
 
     AIRFLOW_CONN_STREAMLAKE_SPARK   the Spark connection, JSON form: {"conn_type": "spark", "host": <spark.master>}
     STREAMLAKE_AIRFLOW              JSON: jobs dir, py_files, jars, driver memory, Spark conf, the jobs'
-                                    environment, datasets, retries (`dag_config`)
+                                    environment, datasets, the SQL server's refresh command, retries (`dag_config`)
     AIRFLOW_HOME, AIRFLOW__CORE__*  a local Airflow: SQLite metadata under var/airflow, the dags/ folder
 
 The Spark side is `jobs.spark_session.spark_submit_command` taken apart, so a DAG task submits exactly
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import zipfile
 from pathlib import Path
@@ -90,6 +91,11 @@ def spark_connection(settings: Settings) -> str:
     return json.dumps({"conn_type": "spark", "host": settings.spark.master})
 
 
+def serve_refresh_command() -> list[str]:
+    """What a DAG runs once it has published: the running SQL server registers the new tables."""
+    return [str(Path(sys.executable).parent / "streamlake"), "serve", "--refresh"]
+
+
 def dag_config(
     settings: Settings, *, py_files: Path = PY_FILES, retries: int = DEFAULT_RETRIES, retry_delay_s: int = DEFAULT_RETRY_DELAY_S,
 ) -> dict:
@@ -104,6 +110,7 @@ def dag_config(
         "spark_conf": options["conf"],
         "env_vars": job_env(settings, py_files=py_files),
         "datasets": sorted(DATASETS),
+        "serve_refresh_command": shlex.join(serve_refresh_command()),
         "retries": retries,
         "retry_delay_s": retry_delay_s,
     }

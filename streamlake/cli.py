@@ -389,7 +389,8 @@ def serve(
     if refresh:
         result = refresh_server(settings)
         if not result.running:
-            typer.echo(f"no SQL server running (no live {settings.serve.state_file}); tables register at its next start")
+            typer.echo(f"no SQL server running on this machine (no live {settings.serve.state_file}); a server registers new "
+                       f"tables at its next start and every {settings.serve.refresh_interval_s:g} s")
             return
         typer.echo(f"registered {len(result.tables)} tables; new: {', '.join(result.created) or 'none'}")
         for table in result.tables:

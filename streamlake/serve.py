@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +45,13 @@ class RefreshResult:
 
 
 def _read_state(path: Path) -> dict | None:
+    """The state of a server alive on this machine, or None."""
     try:
         state = json.loads(path.read_text())
+        if state["machine"] != socket.gethostname():
+            return None  # its pid means nothing here; that server registers on its own interval
         os.kill(int(state["pid"]), 0)
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None  # no file, half a file, or a server that died without removing it
     return state
 

@@ -127,6 +127,9 @@ def _describe_task(task: Any) -> dict:
         "trigger_rule": getattr(task.trigger_rule, "value", task.trigger_rule),
         "application": getattr(task, "application", None),
         "py_files": getattr(task, "py_files", None),
+        "bash_command": getattr(task, "bash_command", None),
+        "env": getattr(task, "env", None) if not isinstance(task, SparkSubmitOperator) else None,
+        "append_env": getattr(task, "append_env", None),
     }
 
 

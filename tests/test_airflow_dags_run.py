@@ -37,7 +37,8 @@ USER_EVENTS, ORDERS = get_contract("user_events"), get_contract("orders")
 DAY = date(2025, 4, 2)
 DAY_BEFORE = DAY - timedelta(days=1)
 DAILY = "streamlake_daily"
-DAILY_TASKS = ("silver_orders", "gold_orders", "silver_user_events", "gold_user_events", "ops_summary")
+DAILY_TASKS = ("silver_orders", "gold_orders", "silver_user_events", "gold_user_events", "ops_summary", "refresh_sql_tables")
+NO_SQL_SERVER = "no SQL server running on this machine"
 
 
 class Airflow:
@@ -47,7 +48,9 @@ class Airflow:
         self.home, self.py_files, self.base_env = home, py_files, base_env
 
     def env(self, settings: Settings) -> dict[str, str]:
-        return airflow_env(settings, self.home, self.py_files, base=self.base_env, retries=0, retry_delay_s=1)
+        # A state file of its own, so the refresh task never signals a developer's running server.
+        base = {**self.base_env, "STREAMLAKE_SERVE__STATE_FILE": str(self.home / "serve.json")}
+        return airflow_env(settings, self.home, self.py_files, base=base, retries=0, retry_delay_s=1)
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +133,7 @@ def test_daily_publishes_its_days_silver_and_gold_then_the_ops_summary(
         (DAY, 1, 1, 0.5)]
     assert [(r[0], r[1], str(r[2]), r[3]) for r in _rows(spark, lake, "gold", "revenue_daily", "event_date", "currency", "revenue",
                                                         "orders")] == [(DAY, "EUR", "12.00", 1)]
+    assert NO_SQL_SERVER in run.output, run.output[-8000:]  # the refresh ran, with no server to ask
     report = Path(tmp_path / "lake" / "_ops" / "reports" / str(DAY) / "ops_summary.json")
     assert report.is_file(), f"no ops summary at {report}"
     assert json.loads(report.read_text())["date"] == str(DAY)
@@ -159,7 +163,7 @@ def test_a_failed_audit_fails_its_task_and_the_run_with_the_jobs_error_in_the_ta
     assert run.returncode != 0 and "DagRun failed" in run.output, run.output[-8000:]
     assert last_run(airflow.home, DAILY) == DagRunOutcome("failed", {
         "silver_orders": "success", "gold_orders": "success", "silver_user_events": "failed",
-        "gold_user_events": "upstream_failed", "ops_summary": "upstream_failed",
+        "gold_user_events": "upstream_failed", "ops_summary": "upstream_failed", "refresh_sql_tables": "upstream_failed",
     })
     [job_error] = task_lines(run.output, '"silver job failed"')
     assert '"dataset": "user_events"' in job_error and "schema_version_known" in job_error, job_error
@@ -185,7 +189,8 @@ def test_a_replay_run_resolves_replays_and_rebuilds_what_the_range_restored(
 
     assert run.returncode == 0, run.output[-8000:]
     outcome = last_run(airflow.home, "streamlake_replay")
-    assert outcome == DagRunOutcome("success", {"resolve": "success", "replay": "success", "rebuild": "success"})
+    assert outcome == DagRunOutcome("success", {"resolve": "success", "replay": "success", "rebuild": "success",
+                                                "refresh_sql_tables": "success"})
     landed = copies(spark, lake, produced)
     [replay_id] = {replay for found in landed.values() for replay in found}
     assert landed == {(p.partition, p.offset): [replay_id] for p in produced}  # each restored once, by the run's replay

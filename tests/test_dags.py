@@ -29,6 +29,7 @@ from tests.airflow_support import FORBIDDEN_IN_DAGS, airflow_env, inspect_dags
 
 RUN_ID = "manual__2026-01-02T03:04:05.678901+00:00"
 SAFE_RUN_ID = "manual__2026-01-02T03-04-05.678901-00-00"
+REFRESH = "refresh_sql_tables"
 
 
 def _case(dag_id: str, task_id: str, **context) -> dict:
@@ -86,7 +87,7 @@ def test_the_dag_files_import_no_project_code_and_no_spark(parsed: dict) -> None
 
 
 def test_every_task_is_a_spark_submit_of_a_job_file_with_retries(parsed: dict) -> None:
-    tasks = [task for dag in parsed["dags"].values() for task in dag["tasks"].values()]
+    tasks = [task for dag in parsed["dags"].values() for task_id, task in dag["tasks"].items() if task_id != REFRESH]
     assert tasks and all(task["is_spark_submit"] and task["retries"] == DEFAULT_RETRIES for task in tasks)
     assert {Path(task["application"]).parent for task in tasks} == {JOBS_DIR}
     assert all(Path(task["application"]).is_file() or Path(task["application"]).stem == "ops_summary" for task in tasks)
@@ -98,9 +99,9 @@ def test_daily_runs_silver_then_gold_per_dataset_then_one_ops_summary(parsed: di
     assert (daily["tags"], daily["max_active_runs"]) == (["batch", "streamlake"], 1)
     order = {task_id: (task["upstream"], task["downstream"]) for task_id, task in daily["tasks"].items()}
     assert order == {
-        "silver_orders": ([], ["gold_orders"]), "gold_orders": (["silver_orders"], ["ops_summary"]),
-        "silver_user_events": ([], ["gold_user_events"]), "gold_user_events": (["silver_user_events"], ["ops_summary"]),
-        "ops_summary": (["gold_orders", "gold_user_events"], []),
+        "silver_orders": ([], ["gold_orders"]), "gold_orders": (["silver_orders"], ["ops_summary", REFRESH]),
+        "silver_user_events": ([], ["gold_user_events"]), "gold_user_events": (["silver_user_events"], ["ops_summary", REFRESH]),
+        "ops_summary": (["gold_orders", "gold_user_events"], []), REFRESH: (["gold_orders", "gold_user_events"], []),
     }
     assert daily["tasks"]["ops_summary"]["trigger_rule"] == "all_success"  # a failed Gold fails the run, not just its branch
 
@@ -108,11 +109,23 @@ def test_daily_runs_silver_then_gold_per_dataset_then_one_ops_summary(parsed: di
 def test_replay_resolves_then_replays_then_rebuilds(parsed: dict) -> None:
     replay = parsed["dags"]["streamlake_replay"]
     order = {task_id: (task["upstream"], task["downstream"]) for task_id, task in replay["tasks"].items()}
-    assert order == {"resolve": ([], ["replay"]), "replay": (["resolve"], ["rebuild"]), "rebuild": (["replay"], [])}
+    assert order == {"resolve": ([], ["replay"]), "replay": (["resolve"], ["rebuild"]), "rebuild": (["replay"], [REFRESH]),
+                     REFRESH: (["rebuild"], [])}
     assert replay["params"] == ["dataset", "from_offsets", "from_time", "partitions", "to_offsets", "to_time"]
     assert parsed["dags"]["streamlake_backfill"]["params"] == ["dataset", "from", "to"]
     assert parsed["dags"]["streamlake_dlq_redrive"]["params"] == ["dataset", "dry_run", "reason"]
     assert sorted(parsed["dags"]["streamlake_dlq_inspect"]["tasks"]) == ["inspect_orders", "inspect_user_events"]
+
+
+def test_the_dags_that_publish_end_by_refreshing_the_sql_servers_tables(parsed: dict, local_settings: Settings) -> None:
+    refreshing = {dag_id: dag["tasks"][REFRESH] for dag_id, dag in parsed["dags"].items() if REFRESH in dag["tasks"]}
+    assert sorted(refreshing) == ["streamlake_backfill", "streamlake_daily", "streamlake_replay"]
+    assert parsed["dags"]["streamlake_backfill"]["tasks"]["rebuild"]["downstream"] == [REFRESH]
+    expected_env = dag_config(local_settings)["env_vars"]
+    for task in refreshing.values():
+        assert task["bash_command"] == shlex.join([str(Path(sys.executable).parent / "streamlake"), "serve", "--refresh"])
+        assert (task["env"], task["append_env"], task["downstream"], task["retries"]) == (expected_env, True, [], DEFAULT_RETRIES)
+        assert task["trigger_rule"] == "all_success"  # nothing new to serve when a Gold failed
 
 
 def test_each_task_renders_its_jobs_command_line(parsed: dict) -> None:

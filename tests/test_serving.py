@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 
 from conf.settings import load_settings
 from jobs.lakehouse_io import delta_version
+from streamlake.airflow_env import serve_refresh_command
 from tests.serving_support import beeline, beeline_rows, pyhive_cursor, pyhive_rows, running_thrift_server, state
 
 D1, D2, D3 = dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)
@@ -100,10 +103,9 @@ def test_writes_ddl_and_switching_the_guard_off_are_refused_by_both_clients(serv
     assert not (lake / "gold" / "copy").exists()
 
 
-def test_a_table_created_after_start_is_served_after_refresh(server, lake, spark):
+def test_a_table_created_after_start_is_served_after_the_dags_refresh_command(server, lake, spark):
     spark.createDataFrame([("u1", 2)], "user_id string, logins bigint").write.format("delta").save(f"{lake}/gold/logins_by_user")
-    refresh = subprocess.run([str(Path(sys.executable).parent / "streamlake"), "serve", "--refresh"],
-                             env=server.env, capture_output=True, text=True, timeout=300)
+    refresh = subprocess.run(serve_refresh_command(), env=server.env, capture_output=True, text=True, timeout=300)
     assert refresh.returncode == 0, refresh.stderr
     assert "new: gold.logins_by_user" in refresh.stdout
     assert pyhive_rows(server, "SELECT user_id, logins FROM gold.logins_by_user") == [("u1", 2)]
@@ -115,6 +117,20 @@ def test_refresh_with_no_server_running_says_so_and_exits_0(tmp_path, settings_e
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "no SQL server running" in result.stdout
+
+
+def test_refresh_never_signals_a_pid_recorded_on_another_machine(tmp_path, settings_env):
+    stranger = subprocess.Popen(["sleep", "120"])  # SIGHUP would end it
+    try:
+        state_file = tmp_path / "server.json"
+        state_file.write_text(json.dumps({"pid": stranger.pid, "machine": f"not-{socket.gethostname()}", "registered_at": "x"}))
+        env = {**settings_env, "STREAMLAKE_SERVE__STATE_FILE": str(state_file)}
+        result = subprocess.run(serve_refresh_command(), env=env, capture_output=True, text=True, timeout=60)
+        assert (result.returncode, stranger.poll()) == (0, None)
+        assert "no SQL server running on this machine" in result.stdout
+    finally:
+        stranger.kill()
+        stranger.wait()
 
 
 @pytest.mark.parametrize(("key", "value", "named"), [
