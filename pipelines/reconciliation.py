@@ -4,7 +4,9 @@ Bronze's accounting: each offset of a raw topic is one Bronze row or one DLQ rec
 never twice, and nothing lands that Kafka did not hold. DLQ records may repeat after a crash (the
 DLQ is at least once); they are counted once per source coordinates, as DLQ readers dedupe them.
 Retention deletes a raw topic's oldest records while Bronze and the DLQ (kept longer) keep what came
-of them: offsets below a partition's low watermark are out of its reconciliation.
+of them: offsets below a partition's low watermark are out of its reconciliation. A caller may
+account for a later range only (from a chosen first offset, e.g. where its own records start): it
+passes that offset as the partition's `low`, and what landed below it is likewise left out.
 
 Grain of `reconciliation_by_partition`: one row per raw partition, key `partition`.
 """
@@ -60,18 +62,33 @@ def _is_reconciled(low: Column, high: Column, bronze_rows: Column, dlq_records: 
     return is_listed_by_kafka & is_each_offset_once & is_inside_range
 
 
+def _offset_ranges(kafka_offsets_df: DataFrame) -> DataFrame:
+    return kafka_offsets_df.select(F.col("partition").cast("int"), F.col("low").cast("long"), F.col("high").cast("long"))
+
+
+def filter_accounted(landed_df: DataFrame, kafka_offsets_df: DataFrame) -> DataFrame:
+    """The landed records a reconciliation accounts for: those at or above their partition's `low`,
+    and every one from a partition Kafka does not list (which then fails the reconciliation).
+
+    `landed_df` as `landed_offsets` gives it; `kafka_offsets_df` (partition, low, high) the range
+    accounted per partition: Kafka's watermarks, or a later first offset as `low`.
+    """
+    lows_df = _offset_ranges(kafka_offsets_df).select("partition", "low")
+    is_accounted = F.col("low").isNull() | (F.col("offset") >= F.col("low"))
+    return landed_df.join(lows_df, on="partition", how="left").filter(is_accounted).select(*landed_df.columns)
+
+
 def reconciliation_by_partition(landed_df: DataFrame, kafka_offsets_df: DataFrame) -> DataFrame:
-    """Per raw partition: Kafka's range [low, high), what landed of it, and whether it reconciles.
+    """Per raw partition: the accounted range [low, high), what landed of it, and whether it reconciles.
 
     `landed_df` as `landed_offsets` gives it; `kafka_offsets_df` (partition, low, high) the raw
-    topic's watermarks. A partition Kafka does not list but records claim to come from is kept (with
-    null `low`/`high`), and fails.
+    topic's watermarks, a later first offset as `low` to account for that range only (see
+    `filter_accounted`). A partition Kafka does not list but records claim to come from is kept
+    (with null `low`/`high`), and fails.
     """
-    ranges_df = kafka_offsets_df.select(F.col("partition").cast("int"), F.col("low").cast("long"), F.col("high").cast("long"))
-    is_still_in_kafka = F.col("low").isNull() | (F.col("offset") >= F.col("low"))
+    ranges_df = _offset_ranges(kafka_offsets_df)
     counts_df = (
-        landed_df.join(ranges_df.select("partition", "low"), on="partition", how="left")
-        .filter(is_still_in_kafka)
+        landed_df.transform(filter_accounted, ranges_df)
         .groupBy("partition")
         .agg(
             F.count_if(F.col("landed_in") == F.lit(BRONZE)).alias("bronze_rows"),
