@@ -58,6 +58,9 @@ def serving_conf(settings: Settings) -> dict[str, str]:
     if serve.authentication == "password":
         if serve.password_file is None:
             raise ConfigError("serve.password_file: required when serve.authentication is 'password'")
+        if not serve.password_file.is_file():
+            # Every login would be refused; users are made with `streamlake serve-user NAME --password-file PATH`.
+            raise ConfigError(f"serve.password_file: no file at {serve.password_file} (make it with streamlake serve-user)")
         conf["spark.hive.server2.authentication"] = "CUSTOM"
         conf["spark.hive.server2.custom.authentication.class"] = PASSWORD_PROVIDER
     elif serve.authentication == "ldap":
@@ -71,6 +74,14 @@ def serving_conf(settings: Settings) -> dict[str, str]:
         conf["spark.hive.server2.authentication"] = "NONE"
     conf.update({f"spark.hive.{key.removeprefix('hive.')}": value for key, value in serve.hiveconf.items()})
     return conf
+
+
+def login_provider_properties(conf: dict[str, str]) -> dict[str, str]:
+    """The authentication keys of `serving_conf` under Hive's own names, to be set as JVM system
+    properties: Hive builds each login's provider (CUSTOM's class, LDAP's URL and base DN) from a
+    new HiveConf, which reads system properties but never the Spark session's `spark.hive.*`."""
+    prefixes = ("spark.hive.server2.authentication.", "spark.hive.server2.custom.authentication.")
+    return {key.removeprefix("spark."): value for key, value in conf.items() if key.startswith(prefixes)}
 
 
 def _normalised(spark: SparkSession, uri: str) -> str:
@@ -152,6 +163,8 @@ def serve(settings: Settings) -> int:
     jvm = spark.sparkContext._jvm
     if serve_settings.password_file is not None:
         jvm.java.lang.System.setProperty(PASSWORD_FILE_PROPERTY, str(serve_settings.password_file.resolve()))
+    for key, value in login_provider_properties(serving_conf(settings)).items():
+        jvm.java.lang.System.setProperty(key, value)
     # The root session registers tables; Thrift clients get new sessions, which keep the guard on.
     spark.conf.set(READ_ONLY_KEY, "false")
     wake = threading.Event()

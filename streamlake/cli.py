@@ -408,6 +408,74 @@ def serve(
     os.execve(command[0], command, spark_submit_env(dict(os.environ)))
 
 
+def _bad_argument(argument: str, message: object) -> typer.Exit:
+    typer.echo(f"argument {argument}: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _read_new_password(name: str, from_stdin: bool) -> str:
+    import sys
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise _bad_argument("--password-stdin", "no password on the first line of stdin")
+        return password
+    # Prompts go to stderr, so stdout holds only the printed line (`>> file` works).
+    password = typer.prompt(f"Password for {name}", hide_input=True, default="", show_default=False, err=True)
+    if not password:
+        raise _bad_argument("password", "must not be empty")
+    if typer.prompt("Repeat the password", hide_input=True, default="", show_default=False, err=True) != password:
+        raise _bad_argument("password", "the two entries do not match; nothing was written")
+    return password
+
+
+@app.command("serve-user")
+def serve_user(
+    name: Annotated[str, typer.Argument(help="The user name clients log in with (no ':').")],
+    password_file: Annotated[Path | None, typer.Option(
+        help="Add the user's line to this file or replace it there (a new file is created mode 0600); without it the "
+             "line is printed.")] = None,
+    password_stdin: Annotated[bool, typer.Option(
+        help="Read the password from the first line of stdin instead of prompting twice (for scripts).")] = False,
+    remove: Annotated[bool, typer.Option(help="Remove the user's line from --password-file instead.")] = False,
+) -> None:
+    """A user of the SQL server's password authentication (serve.password_file): its hashed line,
+    printed or written into the file; the server reads the file at each login, no restart needed."""
+    from streamlake.serve_users import PasswordFileError, check_password, check_user, password_line, remove_user, set_user
+
+    try:
+        check_user(name)
+    except PasswordFileError as exc:
+        raise _bad_argument("NAME", exc) from None
+    if remove:
+        if password_file is None:
+            raise _bad_argument("--remove", "needs --password-file, the file to remove the user from")
+        try:
+            removed = remove_user(password_file, name)
+        except PasswordFileError as exc:
+            raise _bad_argument("--password-file", exc) from None
+        typer.echo(f"removed user {name} from {password_file}" if removed else f"no user {name} in {password_file}")
+        return
+    password = _read_new_password(name, password_stdin)
+    try:
+        check_password(password)
+    except PasswordFileError as exc:
+        raise _bad_argument("--password-stdin" if password_stdin else "password", exc) from None
+    if any(ch.isspace() for ch in password):
+        typer.echo("note: beeline cannot pass a password with spaces (it splits -p and -w at spaces); "
+                   "JDBC, ODBC and PyHive can", err=True)
+    if password_file is None:
+        typer.echo(password_line(name, password))
+        return
+    try:
+        replaced = set_user(password_file, name, password)
+    except PasswordFileError as exc:
+        raise _bad_argument("--password-file", exc) from None
+    done = f"replaced the password of user {name} in" if replaced else f"added user {name} to"
+    typer.echo(f"{done} {password_file}; it applies from the next login")
+
+
 # -- airflow ----------------------------------------------------------------------------------
 
 

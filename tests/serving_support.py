@@ -106,8 +106,8 @@ def pyhive_cursor(server: ThriftServer, **kwargs):
     return hive.connect(host=server.host, port=server.port, username=kwargs.pop("username", "analyst"), **kwargs).cursor()
 
 
-def pyhive_rows(server: ThriftServer, sql: str) -> list[tuple]:
-    cursor = pyhive_cursor(server)
+def pyhive_rows(server: ThriftServer, sql: str, **login) -> list[tuple]:
+    cursor = pyhive_cursor(server, **login)
     try:
         cursor.execute(sql)
         return cursor.fetchall()
@@ -115,16 +115,20 @@ def pyhive_rows(server: ThriftServer, sql: str) -> list[tuple]:
         cursor.close()
 
 
-def beeline(server: ThriftServer, sql: str, *extra: str) -> subprocess.CompletedProcess:
+def beeline(server: ThriftServer, sql: str, *extra: str, user: str = "analyst",
+            password: str | None = None) -> subprocess.CompletedProcess:
     """beeline (shipped with pyspark) with csv2 output; it needs this interpreter's bin on PATH."""
     env = spark_submit_env({**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
-    command = [str(BEELINE), "-u", server.jdbc_url, "-n", "analyst", "--silent=true", "--showHeader=false",
+    login = ["-n", user, *(["-p", password] if password is not None else [])]
+    command = [str(BEELINE), "-u", server.jdbc_url, *login, "--silent=true", "--showHeader=false",
                "--outputformat=csv2", *extra, "-e", sql]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, start_new_session=True)
+    # No stdin: a beeline that wants to prompt (e.g. for a missing password) fails instead of waiting.
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, start_new_session=True,
+                          stdin=subprocess.DEVNULL)
 
 
-def beeline_rows(server: ThriftServer, sql: str) -> list[list[str]]:
-    result = beeline(server, sql)
+def beeline_rows(server: ThriftServer, sql: str, **login) -> list[list[str]]:
+    result = beeline(server, sql, **login)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = (_PROMPT.sub("", line) for line in result.stdout.splitlines())
     return [line.split(",") for line in lines if line.strip()]
