@@ -18,6 +18,13 @@
    pays for JVM and Python worker start-up and for the JIT (its batches take about twice as long
    in its first minute here) and carries the backlog that builds meanwhile; only events sent after
    the warm-up count. The warm-up's own latencies are reported too. Target p99 < 10 s.
+3. Bytes per event on disk: the Parquet files of the last round's Bronze table over its rows,
+   against the raw copy's over its rows (the Kafka rows as they are: key, value, headers,
+   coordinates, written by the same session, so with the lakehouse's codec and level, and without
+   Bronze's table properties). The ratio is what Bronze's typed columns (ids, timestamps, envelope
+   metadata, the payload's fields) cost over landing the records as-is. Each column's compressed
+   bytes per event are in the details. Target <= 130 bytes per event. Read from the files' footers
+   after the runs: no time of its own.
 
 Sizes: BENCH_BRONZE_EVENTS (default 300000), BENCH_BRONZE_ROUNDS (rounds measured after two warm-up
 rounds, default 3), BENCH_E2E_SECONDS (default 40), BENCH_E2E_WARMUP_SECONDS (default 90).
@@ -280,6 +287,42 @@ def e2e_latency(ctx: BenchContext) -> tuple[list[float], list[float], list[int]]
                 job.wait()
 
 
+@dataclass(frozen=True)
+class TableBytes:
+    files: int
+    rows: int
+    size: int  # bytes of the data files
+    columns: dict[str, int]  # compressed bytes per Parquet column
+    codecs: list[str]
+
+    @property
+    def per_row(self) -> float:
+        return self.size / self.rows
+
+
+def table_bytes(table_uri: str) -> TableBytes:
+    """What a local, append-only Delta table's data files hold, from their Parquet footers."""
+    files = sorted(Path(urlparse(table_uri).path).rglob("*.parquet"))
+    columns: dict[str, int] = {}
+    codecs: set[str] = set()
+    rows = 0
+    for data_file in files:
+        metadata = pq.ParquetFile(data_file).metadata
+        rows += metadata.num_rows
+        for group in range(metadata.num_row_groups):
+            for index in range(metadata.num_columns):
+                chunk = metadata.row_group(group).column(index)
+                columns[chunk.path_in_schema] = columns.get(chunk.path_in_schema, 0) + chunk.total_compressed_size
+                codecs.add(chunk.compression)
+    return TableBytes(len(files), rows, sum(f.stat().st_size for f in files), columns, sorted(codecs))
+
+
+def _bytes_details(table: TableBytes) -> dict:
+    by_size = sorted(table.columns.items(), key=lambda item: -item[1])
+    return {"rows": table.rows, "files": table.files, "mb": round(table.size / 1e6, 2), "codecs": table.codecs,
+            "column_bytes_per_row": {column: round(size / table.rows, 2) for column, size in by_size}}
+
+
 def _run_details(costs: list[RunCost]) -> dict[str, list[float]]:
     return {"batch_seconds": [round(r.batch_seconds, 2) for r in costs], "seconds": [round(r.seconds, 2) for r in costs],
             "cpu_seconds": [round(r.cpu_seconds, 1) for r in costs],
@@ -312,6 +355,9 @@ def run(ctx: BenchContext) -> list[Measurement]:
         for run_index in range(WARMUP_ROUNDS + MEASURED_ROUNDS):
             copies.append(raw_copy_run(spark, settings, topic, run_index, meter))
             bronzes.append(bronze_run(spark, settings, "user_events", run_index, meter))
+        last = WARMUP_ROUNDS + MEASURED_ROUNDS - 1
+        copy_bytes = table_bytes(f"{settings.lakehouse.root}/raw_copy_{last}")
+        bronze_bytes = table_bytes(f"{settings.lakehouse.root}/bronze_run_{last}/bronze/user_events")
     finally:
         spark.stop()  # the latency run has the machine to itself: API, broker, Bronze job
     warmup_latencies, latencies, batch_ms = e2e_latency(ctx)
@@ -333,6 +379,11 @@ def run(ctx: BenchContext) -> list[Measurement]:
                     details={"of": "Spark's JVM and its Python workers, median of the measured rounds"}),
         Measurement("Bronze, CPU s per 100k events", _cpu_per_100k(bronzes), "cpu s",
                     baseline="raw copy, CPU s per 100k events"),
+        Measurement("raw copy, bytes per event", copy_bytes.per_row, "bytes", details=_bytes_details(copy_bytes)),
+        Measurement("Bronze, bytes per event", bronze_bytes.per_row, "bytes", baseline="raw copy, bytes per event",
+                    target="<= 130", details={**_bytes_details(bronze_bytes),
+                                              "parquet_compression": settings.lakehouse.parquet_compression,
+                                              "parquet_zstd_level": settings.lakehouse.parquet_zstd_level}),
         Measurement("API 202 -> visible in Bronze, p50", _percentile(latencies, 0.50), "s",
                     details={"rate_events_per_s": E2E_RATE, "seconds": E2E_SECONDS, "events": len(latencies),
                              "bronze_trigger": "1 second", "warmup_seconds": E2E_WARMUP_SECONDS,

@@ -122,6 +122,10 @@ class TopicSettings(Section):
 
 class LakehouseSettings(Section):
     root: StorageUri = (VAR_DIR / "lakehouse").as_uri()
+    # The Parquet codec of every table StreamLake writes, and zstd's level: level 1 gave Bronze's
+    # smallest files and its cheapest writes (docs/bronze.md, "Storage").
+    parquet_compression: Literal["zstd", "snappy", "gzip", "lz4_raw", "uncompressed"] = "zstd"
+    parquet_zstd_level: int = Field(default=1, ge=1, le=22)
 
     def table_uri(self, layer: str, name: str) -> str:
         return f"{self.root}/{layer}/{name}"
