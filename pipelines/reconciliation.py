@@ -5,8 +5,8 @@ never twice, and nothing lands that Kafka did not hold. DLQ records may repeat a
 DLQ is at least once); they are counted once per source coordinates, as DLQ readers dedupe them.
 Retention deletes a raw topic's oldest records while Bronze and the DLQ (kept longer) keep what came
 of them: offsets below a partition's low watermark are out of its reconciliation. A caller may
-account for a later range only (from a chosen first offset, e.g. where its own records start): it
-passes that offset as the partition's `low`, and what landed below it is likewise left out.
+account for a range only (e.g. where its own records start and end): it passes the range as the
+partition's `low` and `high` with `up_to_high`, and what landed outside it is likewise left out.
 
 Grain of `reconciliation_by_partition`: one row per raw partition, key `partition`.
 """
@@ -66,29 +66,31 @@ def _offset_ranges(kafka_offsets_df: DataFrame) -> DataFrame:
     return kafka_offsets_df.select(F.col("partition").cast("int"), F.col("low").cast("long"), F.col("high").cast("long"))
 
 
-def filter_accounted(landed_df: DataFrame, kafka_offsets_df: DataFrame) -> DataFrame:
-    """The landed records a reconciliation accounts for: those at or above their partition's `low`,
-    and every one from a partition Kafka does not list (which then fails the reconciliation).
+def filter_accounted(landed_df: DataFrame, kafka_offsets_df: DataFrame, up_to_high: bool = False) -> DataFrame:
+    """The landed records a reconciliation accounts for: those at or above their partition's `low`
+    (and, with `up_to_high`, below its `high`), and every one from a partition Kafka does not list
+    (which then fails the reconciliation).
 
     `landed_df` as `landed_offsets` gives it; `kafka_offsets_df` (partition, low, high) the range
-    accounted per partition: Kafka's watermarks, or a later first offset as `low`.
+    accounted per partition: Kafka's watermarks, or a range asked for. Without `up_to_high` a record
+    past Kafka's high watermark stays in the account, and fails it: Kafka never held it.
     """
-    lows_df = _offset_ranges(kafka_offsets_df).select("partition", "low")
-    is_accounted = F.col("low").isNull() | (F.col("offset") >= F.col("low"))
-    return landed_df.join(lows_df, on="partition", how="left").filter(is_accounted).select(*landed_df.columns)
+    ranges_df = _offset_ranges(kafka_offsets_df)
+    is_below_high = F.lit(not up_to_high) | (F.col("offset") < F.col("high"))
+    is_accounted = F.col("low").isNull() | ((F.col("offset") >= F.col("low")) & is_below_high)
+    return landed_df.join(ranges_df, on="partition", how="left").filter(is_accounted).select(*landed_df.columns)
 
 
-def reconciliation_by_partition(landed_df: DataFrame, kafka_offsets_df: DataFrame) -> DataFrame:
+def reconciliation_by_partition(landed_df: DataFrame, kafka_offsets_df: DataFrame, up_to_high: bool = False) -> DataFrame:
     """Per raw partition: the accounted range [low, high), what landed of it, and whether it reconciles.
 
     `landed_df` as `landed_offsets` gives it; `kafka_offsets_df` (partition, low, high) the raw
-    topic's watermarks, a later first offset as `low` to account for that range only (see
-    `filter_accounted`). A partition Kafka does not list but records claim to come from is kept
-    (with null `low`/`high`), and fails.
+    topic's watermarks, or a range asked for with `up_to_high` (see `filter_accounted`). A partition
+    Kafka does not list but records claim to come from is kept (with null `low`/`high`), and fails.
     """
     ranges_df = _offset_ranges(kafka_offsets_df)
     counts_df = (
-        landed_df.transform(filter_accounted, ranges_df)
+        landed_df.transform(filter_accounted, ranges_df, up_to_high)
         .groupBy("partition")
         .agg(
             F.count_if(F.col("landed_in") == F.lit(BRONZE)).alias("bronze_rows"),

@@ -107,41 +107,50 @@ def test_a_partition_reconciles_only_when_each_offset_kafka_holds_landed_once(sp
     )
 
 
-def test_only_what_landed_from_the_accounted_first_offsets_on_is_accounted(spark: SparkSession) -> None:
-    # Kafka holds 0-5 of partition 0 and 0-2 of partition 1; the range accounted starts at 3 and 0.
+def test_only_what_landed_inside_the_accounted_range_is_accounted(spark: SparkSession) -> None:
+    # The range accounted: [3, 6) of partition 0, [0, 3) of partition 1.
     kafka_offsets_df = spark.createDataFrame([(0, 3, 6), (1, 0, 3)], "partition int, low long, high long")
     landed = [
         # 0: offset 1 twice (an earlier writer's DLQ record for a Bronze row), 2 nowhere: before the range.
         (0, 1, "bronze", None), (0, 1, "dlq", "wrong_type"), (0, 3, "bronze", None), (0, 4, "dlq", "malformed_json"),
         (0, 5, "bronze", None),
         (1, 0, "bronze", None), (1, 1, "bronze", None), (1, 2, "bronze", None),
+        (1, 7, "dlq", "malformed_json"),  # past the range's end (a later writer's, or one Kafka never held)
         (9, 0, "dlq", "wrong_type"),  # from a partition Kafka does not list: always accounted
     ]
     landed_df = spark.createDataFrame(landed, LANDED_SCHEMA)
 
     assert_df_equality(
-        landed_df.transform(filter_accounted, kafka_offsets_df),
-        spark.createDataFrame([row for row in landed if row[0] != 0 or row[1] >= 3], LANDED_SCHEMA),
+        landed_df.transform(filter_accounted, kafka_offsets_df, up_to_high=True),
+        spark.createDataFrame([row for row in landed if (row[0] != 0 or row[1] >= 3) and row[1] != 7], LANDED_SCHEMA),
         ignore_row_order=True, ignore_nullable=True,
     )
+    reconciled = [(0, 3, 6, 2, 1, 3, 3, 5, True), (1, 0, 3, 3, 0, 3, 0, 2, True), (9, None, None, 0, 1, 1, 0, 0, False)]
+    assert_df_equality(
+        reconciliation_by_partition(landed_df, kafka_offsets_df, up_to_high=True),
+        spark.createDataFrame(reconciled, RECONCILIATION_SCHEMA), ignore_row_order=True, ignore_nullable=True,
+    )
+    # Without an end asked for, the record past partition 1's high watermark is accounted, and fails it.
     assert_df_equality(
         reconciliation_by_partition(landed_df, kafka_offsets_df),
-        spark.createDataFrame(
-            [(0, 3, 6, 2, 1, 3, 3, 5, True), (1, 0, 3, 3, 0, 3, 0, 2, True), (9, None, None, 0, 1, 1, 0, 0, False)],
-            RECONCILIATION_SCHEMA,
-        ),
+        spark.createDataFrame([reconciled[0], (1, 0, 3, 3, 1, 4, 0, 7, False), reconciled[2]], RECONCILIATION_SCHEMA),
         ignore_row_order=True, ignore_nullable=True,
     )
 
 
-def test_the_accounted_range_starts_at_the_first_offset_asked_for_or_at_kafkas_low_watermark() -> None:
+def test_the_accounted_range_is_the_one_asked_for_within_what_kafka_holds() -> None:
     held = {0: Watermarks(0, 10, 50), 1: Watermarks(1, 0, 7), 2: Watermarks(2, 0, 4)}
 
     assert accounted_ranges(RAW, held) == [Watermarks(0, 10, 50), Watermarks(1, 0, 7), Watermarks(2, 0, 4)]
     # 0: asked from 4, but retention already removed 0-9; 1: from 7, nothing yet; 2 not named: all of it.
     assert accounted_ranges(RAW, held, {0: 4, 1: 7}) == [Watermarks(0, 10, 50), Watermarks(1, 7, 7), Watermarks(2, 0, 4)]
     assert accounted_ranges(RAW, held, {0: 30}) == [Watermarks(0, 30, 50), Watermarks(1, 0, 7), Watermarks(2, 0, 4)]
+    assert accounted_ranges(RAW, held, {0: 30}, {0: 40, 2: 3}) == [Watermarks(0, 30, 40), Watermarks(1, 0, 7), Watermarks(2, 0, 3)]
     with pytest.raises(OffsetRangeError, match=rf"^{re.escape(RAW)} partition 1: first offset 8 is past the high watermark 7$"):
         accounted_ranges(RAW, held, {1: 8})
+    with pytest.raises(OffsetRangeError, match=rf"^{re.escape(RAW)} partition 1: end offset 8 is past the high watermark 7$"):
+        accounted_ranges(RAW, held, None, {1: 8})
+    with pytest.raises(OffsetRangeError, match=rf"^{re.escape(RAW)} partition 0: start offset 30 is after end offset 20$"):
+        accounted_ranges(RAW, held, {0: 30}, {0: 20})
     with pytest.raises(OffsetRangeError, match=rf"^topic {re.escape(RAW)} has no partition 3 \(partitions: \[0, 1, 2\]\)$"):
         accounted_ranges(RAW, held, {3: 0})
