@@ -176,6 +176,16 @@ class RealtimeSettings(Section):
     trigger_interval: str = "5 seconds"
 
 
+class StreamsSettings(Section):
+    """What every long-running streaming job shares."""
+
+    # Each job rewrites <heartbeat_dir>/<job>.<dataset>.json on its queries' events (jobs.stream_heartbeat).
+    heartbeat_dir: Path = VAR_DIR / "streams"
+    # `streamlake stream health` calls a query stalled after this long without an event: above a
+    # store retry's whole backoff (bronze.retry_backoff_max_s, doubled per attempt) plus a cold batch.
+    heartbeat_max_age_s: float = Field(default=180.0, gt=0)
+
+
 class SilverSettings(Section):
     """The Silver batch job's row rules (pipelines.silver_rules)."""
 
@@ -280,6 +290,7 @@ class Settings(BaseSettings):
     jvm: JvmSettings = JvmSettings()
     bronze: BronzeSettings = BronzeSettings()
     realtime: RealtimeSettings = RealtimeSettings()
+    streams: StreamsSettings = StreamsSettings()
     silver: SilverSettings = SilverSettings()
     api: ApiSettings = ApiSettings()
     gcs: GcsSettings = GcsSettings()

@@ -27,6 +27,7 @@ from conf.settings import ConfigError, Settings, load_settings
 from contracts.registry import UnknownDatasetError, get_contract
 from jobs.lakehouse_io import error_headline
 from jobs.spark_session import build_spark_session
+from jobs.stream_heartbeat import IDLE, PROGRESS, STARTED, TERMINATED, Heartbeat, heartbeat_path
 
 log = logging.getLogger("streamlake.jobs")
 
@@ -94,15 +95,17 @@ def run_job(
 def run_streaming_job(
     job: str, description: str, start_queries: StartQueries, argv: list[str] | None = None, available_now_help: str = ""
 ) -> int:
-    """`run_job` for streaming queries: start them, log their progress, wait until they end, fail
-    when one fails, and on SIGTERM let each finish its in-flight batch before stopping it."""
+    """`run_job` for streaming queries: start them, log their progress (and beat the job's heartbeat,
+    `jobs.stream_heartbeat`), wait until they end, fail when one fails, and on SIGTERM let each
+    finish its in-flight batch before stopping it."""
 
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--available-now", action="store_true",
                             help=available_now_help or "process what is there now, then exit")
 
     def body(spark: SparkSession, settings: Settings, args: argparse.Namespace, stop_requested: threading.Event) -> None:
-        spark.streams.addListener(ProgressLogger())
+        heartbeat = Heartbeat(heartbeat_path(settings, job, args.dataset), job, args.dataset)
+        spark.streams.addListener(ProgressLogger(heartbeat))
         queries = start_queries(spark, settings, args.dataset, args.available_now)
         await_queries(queries, stop_requested, args.dataset)
 
@@ -135,13 +138,22 @@ def stop_gracefully(query: StreamingQuery, timeout_s: float = 60.0) -> None:
 
 
 class ProgressLogger(StreamingQueryListener):
-    """Logs each query progress report: input and processing rates, batch duration, end offsets."""
+    """Logs each query progress report (input and processing rates, batch duration, end offsets)
+    and beats the heartbeat on every event, idle ones included."""
+
+    def __init__(self, heartbeat: Heartbeat) -> None:
+        super().__init__()
+        self.heartbeat = heartbeat
+        self._names: dict[str, str] = {}  # query id -> name: termination events carry only the id
 
     def onQueryStarted(self, event) -> None:  # noqa: N802 - PySpark's name
+        self._names[str(event.id)] = event.name
+        self.heartbeat.beat(event.name, STARTED)
         log.info("query started", extra={"query": event.name, "id": str(event.id), "run_id": str(event.runId)})
 
     def onQueryProgress(self, event) -> None:  # noqa: N802 - PySpark's name
         p = event.progress
+        self.heartbeat.beat(p.name, PROGRESS, p.batchId)
         log.info(
             "query progress",
             extra={
@@ -156,7 +168,8 @@ class ProgressLogger(StreamingQueryListener):
         )
 
     def onQueryIdle(self, event) -> None:  # noqa: N802 - PySpark's name
-        pass
+        self.heartbeat.beat(self._names.get(str(event.id), str(event.id)), IDLE)
 
     def onQueryTerminated(self, event) -> None:  # noqa: N802 - PySpark's name
+        self.heartbeat.beat(self._names.get(str(event.id), str(event.id)), TERMINATED)
         log.info("query terminated", extra={"id": str(event.id), "error": event.exception})

@@ -25,6 +25,8 @@ ops_app = typer.Typer(help="Operators' reports: rows per layer, DLQ, lag, runs a
 app.add_typer(ops_app, name="ops")
 
 _state: dict[str, str | None] = {"env": None}
+# The jobs `streamlake stream` runs, by the name their heartbeat files carry (jobs.*.JOB).
+STREAMING_JOBS = ("bronze", "realtime")
 
 
 @app.callback()
@@ -159,6 +161,36 @@ def stream_bronze(
 def stream_realtime(dataset: Annotated[str, typer.Option(help="A registered dataset, e.g. user_events.")]) -> None:
     """Bronze -> 1-minute real-time metrics in Delta (spark-submit jobs/realtime_metrics.py)."""
     _run_spark_job("realtime_metrics.py", dataset, [])
+
+
+@stream_app.command("health")
+def stream_health(
+    job: Annotated[str, typer.Argument(help="The streaming job: bronze or realtime.")],
+    dataset: Annotated[str, typer.Option(help="A registered dataset, e.g. user_events.")],
+    max_age_s: Annotated[float | None, typer.Option(help="Seconds a query may stay silent (default: streams.heartbeat_max_age_s).")] = None,
+) -> None:
+    """Exit 0 when the job running on this machine has heard from each of its queries lately, 1 (saying
+    which query and since when) otherwise: a container's health check. Starts no Spark."""
+    from contracts.registry import UnknownDatasetError, get_contract
+    from jobs.stream_heartbeat import check_heartbeat, heartbeat_path
+
+    if job not in STREAMING_JOBS:
+        typer.echo(f"job: {job!r} is not a streaming job (one of {', '.join(STREAMING_JOBS)})", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    try:
+        get_contract(dataset)
+    except UnknownDatasetError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    if max_age_s is not None and max_age_s <= 0:
+        typer.echo(f"--max-age-s: must be positive, got {max_age_s:g}", err=True)
+        raise typer.Exit(2)
+    health = check_heartbeat(heartbeat_path(settings, job, dataset), max_age_s or settings.streams.heartbeat_max_age_s)
+    if not health.healthy:
+        typer.echo(f"{job} {dataset}: unhealthy: {health.detail}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{job} {dataset}: healthy: {health.detail}")
 
 
 DatasetOption = Annotated[str, typer.Option(help="A registered dataset, e.g. user_events.")]

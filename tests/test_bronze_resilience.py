@@ -5,6 +5,7 @@
   ridden out by retries; a long one makes the job exit non-zero; after a restart nothing is lost,
   and the checkpoint never runs ahead of the data.
 - SIGTERM stops the job cleanly (exit 0) without a half-committed batch.
+- `streamlake stream health` hears a running job, flags a frozen one, and one that stopped.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -37,6 +39,7 @@ from streamlake.reconcile import reconcile_dataset
 from streamlake.topics import apply_topics, declared_topics
 
 USER_EVENTS = get_contract("user_events")
+STREAMLAKE = str(Path(sys.executable).parent / "streamlake")
 JOB = Path(__file__).resolve().parent.parent / "jobs" / "bronze_stream.py"
 pytestmark = pytest.mark.slow
 
@@ -288,3 +291,36 @@ def test_store_outage_is_retried_then_fails_loudly_and_recovers(spark: SparkSess
     assert job.wait(120) == 0, job.tail()
     assert "SIGTERM received: stopping after the current batch" in job.tail(60)
     assert_exactly_once(spark, settings, produced_from, produced_to)
+
+
+def stream_health(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([STREAMLAKE, "stream", "health", "bronze", "--dataset", USER_EVENTS.name, *args],
+                          env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_health_check_hears_a_running_job_and_flags_a_frozen_or_stopped_one(job_settings, jobs, tmp_path: Path) -> None:
+    settings, env = job_settings
+    env = {**env, "STREAMLAKE_STREAMS__HEARTBEAT_DIR": str(tmp_path / "streams")}
+    heartbeat = tmp_path / "streams" / "bronze.user_events.json"
+    job = BronzeJob(settings, env, tmp_path / "job.log")
+    jobs.append(job)
+    wait_for(lambda: stream_health(env).returncode == 0, JOB_START_S, "the job's first heartbeat", job)
+    assert stream_health(env).stdout.startswith("bronze user_events: healthy: bronze-user_events: ")
+
+    job.kill(signal.SIGSTOP)  # the whole job frozen, as a hung JVM would be: alive, and silent
+    try:
+        frozen_at = heartbeat.read_text()
+        time.sleep(20)
+        frozen = stream_health(env, "--max-age-s", "15")
+        assert heartbeat.read_text() == frozen_at
+    finally:
+        job.kill(signal.SIGCONT)
+    assert frozen.returncode == 1, frozen.stdout
+    assert "bronze-user_events silent for" in frozen.stderr and "(more than 15 s; last: " in frozen.stderr
+    # Thawed, it speaks again, idle or not: Spark reports an idle query every 10 s.
+    wait_for(lambda: stream_health(env, "--max-age-s", "15").returncode == 0, 120, "the thawed job's heartbeat", job)
+
+    job.terminate_driver()
+    assert job.wait(120) == 0, job.tail()
+    stopped = stream_health(env)
+    assert stopped.returncode == 1 and "bronze-user_events terminated" in stopped.stderr, stopped.stderr

@@ -57,7 +57,8 @@ EXPECTED_SERVICES = {"kafka", "gcs", "postgres", *IMAGE_SERVICES}
 ONE_SHOT = {"topics", "airflow-init"}
 # Published: the ingestion API, Airflow's UI and the SQL server, nothing else.
 PUBLISHED = {"ingest-api": 8080, "airflow-api-server": 8090, "thrift": 10000}
-HEALTH_CHECKED = {"kafka", "gcs", "postgres", "ingest-api", "thrift", "airflow-scheduler", "airflow-dag-processor", "airflow-api-server"}
+HEALTH_CHECKED = {"kafka", "gcs", "postgres", "ingest-api", "thrift", *STREAMS, "airflow-scheduler", "airflow-dag-processor",
+                  "airflow-api-server"}
 
 
 def run_compose(*args: str, compose_file: Path = COMPOSE_FILE, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -310,6 +311,8 @@ def test_health_checks_probe_the_ports_the_settings_listen_on() -> None:
     assert "('127.0.0.1', 10000)" in " ".join(service("thrift")["healthcheck"]["test"])
     assert "http://127.0.0.1:8090/" in " ".join(service("airflow-api-server")["healthcheck"]["test"])
     assert service("airflow-api-server")["environment"]["AIRFLOW__API__PORT"] == "8090"
+    for name, (kind, dataset) in STREAMS.items():  # each stream asks after its own job's heartbeat
+        assert service(name)["healthcheck"]["test"] == ["CMD", "streamlake", "stream", "health", kind, "--dataset", dataset]
     for name in HEALTH_CHECKED & IMAGE_SERVICES:
         test = service(name)["healthcheck"]["test"]
         program = test[1] if test[0] == "CMD" else test[1].split()[0]
