@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
 from conf.settings import load_settings
 from jobs.lakehouse_io import delta_version
@@ -84,8 +85,12 @@ def test_a_bi_query_over_two_gold_tables_returns_the_hand_computed_rows(server):
                                               ["2026-01-03", "EUR", "1.5", "4"]]
 
 
-def test_a_realtime_metrics_query(server):
-    assert pyhive_rows(server, "SELECT status, SUM(orders) FROM realtime.orders_per_minute_by_status GROUP BY status") == [("paid", 10)]
+def test_a_realtime_metrics_query_through_both_clients_equals_the_delta_table(server, lake, spark):
+    sql = "SELECT status, SUM(orders) AS orders FROM realtime.orders_per_minute_by_status GROUP BY status ORDER BY status"
+    metric_df = spark.read.format("delta").load(f"{lake}/realtime/orders_per_minute_by_status")
+    expected = [tuple(r) for r in metric_df.groupBy("status").agg(F.sum("orders")).orderBy("status").collect()]
+    assert pyhive_rows(server, sql) == expected == [("paid", 10)]
+    assert beeline_rows(server, sql) == [["paid", "10"]]
 
 
 @pytest.mark.parametrize("sql", list(REFUSED))
