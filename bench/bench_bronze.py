@@ -25,9 +25,19 @@
    metadata, the payload's fields) cost over landing the records as-is. Each column's compressed
    bytes per event are in the details. Target <= 130 bytes per event. Read from the files' footers
    after the runs: no time of its own.
+4. CPU per event, warm: the CPU of the measured rounds of 1. over their events, next to the raw
+   copy's. Target <= 80 us per event.
+5. Cold start, as an operator launches the job: `spark-submit` of the Bronze job (`--available-now`,
+   every default) on a fresh lakehouse over the same backlog, against the raw copy as a job of its
+   own (`bench/raw_copy_stream.py`), alternated: launch to the Delta commit of the first batch
+   (target <= 10 s), that batch's own duration, launch to exit, the process tree's CPU per event and
+   its peak resident memory (JVM, Python driver, Python workers), and the data files each batch
+   added. Files per batch are also counted in the latency run's steady stream (2.), and scaled to
+   a day of steady load at the default trigger.
 
 Sizes: BENCH_BRONZE_EVENTS (default 300000), BENCH_BRONZE_ROUNDS (rounds measured after two warm-up
-rounds, default 3), BENCH_E2E_SECONDS (default 40), BENCH_E2E_WARMUP_SECONDS (default 90).
+rounds, default 3), BENCH_BRONZE_COLD_ROUNDS (launches of each job, default 2), BENCH_E2E_SECONDS
+(default 40), BENCH_E2E_WARMUP_SECONDS (default 90).
 """
 
 from __future__ import annotations
@@ -54,14 +64,13 @@ from pyspark.sql.streaming import StreamingQuery
 
 from bench.bench_ingest_api import uvicorn_server
 from bench.harness import BenchContext, Measurement, TreeCpuMeter, machine_cpu_s
+from bench.raw_copy_stream import start_raw_copy_query
 from conf.settings import Settings
 from contracts.envelope import wrap
 from contracts.registry import get_contract
 from jobs.bronze_stream import start_bronze_query
 from jobs.kafka_produce import produce_all
-from jobs.lakehouse_io import ensure_delta_table, kafka_source_options
 from jobs.spark_session import build_spark_session, spark_submit_command, spark_submit_env
-from pipelines.bronze import KAFKA_SOURCE_SCHEMA
 from streamlake import synthetic
 from streamlake.topics import apply_topics, declared_topics
 
@@ -81,6 +90,10 @@ E2E_BATCH = 20  # events per API request: 50 requests/s make 1,000 events/s
 E2E_PREWARM_REQUESTS = 50
 POISON_SHARE = 0.01
 JOB = Path(__file__).resolve().parent.parent / "jobs" / "bronze_stream.py"
+RAW_COPY_JOB = Path(__file__).resolve().parent / "raw_copy_stream.py"
+# Each cold run is a whole spark-submit (JVM start, session, table, the backlog); the copy job's and
+# Bronze's alternate, so the host's load falls on both.
+COLD_ROUNDS = int(os.environ.get("BENCH_BRONZE_COLD_ROUNDS", "2"))
 
 
 def produce_with_poison(settings: Settings, dataset: str, count: int) -> None:
@@ -134,19 +147,8 @@ class SparkCpu:
 def raw_copy_run(spark: SparkSession, settings: Settings, topic: str, run: int, meter: SparkCpu) -> RunCost:
     """The baseline: Kafka rows straight into Delta, same source options and batch sizes."""
     root = settings.lakehouse.root
-    table = f"{root}/raw_copy_{run}"
-
-    def start():
-        ensure_delta_table(spark, table, KAFKA_SOURCE_SCHEMA, [], {})  # as Bronze does before its first batch
-        return (
-            spark.readStream.format("kafka").options(**kafka_source_options(settings, topic))
-            .option("startingOffsets", "earliest")
-            .option("maxOffsetsPerTrigger", settings.bronze.max_offsets_per_trigger).load()
-            .writeStream.format("delta").option("checkpointLocation", f"{root}/_checkpoints/raw_copy_{run}")
-            .trigger(availableNow=True).start(table)
-        )
-
-    return meter.cost_of(start)
+    return meter.cost_of(lambda: start_raw_copy_query(spark, settings, topic, f"{root}/raw_copy_{run}",
+                                                      f"{root}/_checkpoints/raw_copy_{run}"))
 
 
 def bronze_run(spark: SparkSession, settings: Settings, dataset: str, run: int, meter: SparkCpu) -> RunCost:
@@ -194,7 +196,7 @@ class BronzeCommits:
     def __init__(self, table_uri: str) -> None:
         self.table = Path(urlparse(table_uri).path)
 
-    def _commits(self) -> list[tuple[float, list[dict]]]:
+    def commits(self) -> list[tuple[float, list[dict]]]:
         """(commit time in s, add actions) per commit, in version order."""
         commits = []
         for log_file in sorted((self.table / "_delta_log").glob("*.json")):
@@ -204,12 +206,12 @@ class BronzeCommits:
         return commits
 
     def rows(self) -> int:
-        return sum(json.loads(add["stats"])["numRecords"] for _, adds in self._commits() for add in adds)
+        return sum(json.loads(add["stats"])["numRecords"] for _, adds in self.commits() for add in adds)
 
     def commit_time_by_ingestion_id(self) -> dict[str, float]:
         """For each Bronze row, the time of the Delta commit that made it visible."""
         committed: dict[str, float] = {}
-        for commit_s, adds in self._commits():
+        for commit_s, adds in self.commits():
             for add in adds:
                 data_file = self.table / unquote(add["path"])
                 for ingestion_id in pq.read_table(data_file, columns=["ingestion_id"]).column(0).to_pylist():
@@ -229,8 +231,9 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def e2e_latency(ctx: BenchContext) -> tuple[list[float], list[float], list[int]]:
-    """(warm-up latencies, steady latencies) in seconds, one per event, and the job's batch durations (ms)."""
+def e2e_latency(ctx: BenchContext) -> tuple[list[float], list[float], list[int], list[int]]:
+    """(warm-up latencies, steady latencies) in seconds, one per event, the job's batch durations (ms)
+    and the data files each of its commits added."""
     settings = ctx.settings
     env = spark_submit_env({
         **os.environ,
@@ -273,10 +276,9 @@ def e2e_latency(ctx: BenchContext) -> tuple[list[float], list[float], list[int]]
         if missing:
             raise RuntimeError(f"{len(missing)} accepted events never reached Bronze")
         latencies = {i: committed[i] - t for i, t in accepted.items()}
-        batch_ms = [json.loads(line[line.index("{"):])["duration_ms"]
-                    for line in log_path.read_text().splitlines() if '"bronze batch committed"' in line]
+        batch_ms = [r["duration_ms"] for r in job_log_records(log_path, "bronze batch committed")]
         return ([v for i, v in latencies.items() if i not in steady], [v for i, v in latencies.items() if i in steady],
-                batch_ms)
+                batch_ms, [len(adds) for _, adds in bronze.commits() if adds])
     finally:
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGTERM)
@@ -285,6 +287,59 @@ def e2e_latency(ctx: BenchContext) -> tuple[list[float], list[float], list[int]]
             except subprocess.TimeoutExpired:
                 os.killpg(job.pid, signal.SIGKILL)
                 job.wait()
+
+
+@dataclass(frozen=True)
+class ColdRun:
+    """One spark-submit run with the defaults over the backlog (`--available-now`), launch to exit."""
+
+    first_commit_s: float  # launch -> the Delta commit of its first batch
+    first_batch_s: float  # that batch's own duration (Spark's progress report of batch 0)
+    seconds: float  # launch -> exit
+    cpu_seconds: float  # the process tree: spark-submit's JVM, the Python driver, the Python workers
+    peak_rss: int  # the tree's peak resident memory (bytes; forked workers' shared pages in each)
+    peak_pss: int  # the same, each shared page split between its sharers (bytes)
+    files_per_batch: list[int]  # data files each batch's commit added
+
+
+def job_log_records(log_path: Path, message: str) -> list[dict]:
+    return [json.loads(line[line.index("{"):]) for line in log_path.read_text(errors="replace").splitlines()
+            if f'"message": "{message}"' in line]
+
+
+def cold_run(ctx: BenchContext, application: Path, table: str, name: str) -> ColdRun:
+    """Launch `application` (the Bronze job or the raw copy job) on a fresh lakehouse, as an operator
+    would start it, and time it to its first committed batch and to its end."""
+    root = f"{ctx.settings.lakehouse.root}/cold_{name}"
+    env = spark_submit_env({**os.environ, "STREAMLAKE_KAFKA__BOOTSTRAP_SERVERS": ctx.settings.kafka.bootstrap,
+                            "STREAMLAKE_LAKEHOUSE__ROOT": root, "STREAMLAKE_STREAMS__HEARTBEAT_DIR": str(ctx.workdir / "streams")})
+    log_path = ctx.workdir / f"cold-{name}.log"
+    command = spark_submit_command(ctx.settings, application, "--dataset", "user_events", "--available-now")
+    launched, started = time.time(), time.perf_counter()
+    with log_path.open("wb") as log:
+        job = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with TreeCpuMeter(job.pid) as tree:
+            code = job.wait(900)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+    seconds = time.perf_counter() - started
+    if code != 0:
+        raise RuntimeError(f"{application.name} exited {code}:\n{log_path.read_text(errors='replace')[-3000:]}")
+    batches = [(at, adds) for at, adds in BronzeCommits(f"{root}/{table}").commits() if adds]
+    (first_batch,) = [r for r in job_log_records(log_path, "query progress") if r["batch_id"] == 0]
+    return ColdRun(batches[0][0] - launched, first_batch["batch_duration_ms"] / 1000, seconds, tree.spent, tree.peak_rss,
+                   tree.peak_pss, [len(adds) for _, adds in batches])
+
+
+def _cold_details(runs: list[ColdRun]) -> dict:
+    return {"first_commit_s": [round(r.first_commit_s, 2) for r in runs], "first_batch_s": [round(r.first_batch_s, 2) for r in runs],
+            "seconds": [round(r.seconds, 2) for r in runs], "cpu_seconds": [round(r.cpu_seconds, 1) for r in runs],
+            "peak_rss_mb": [round(r.peak_rss / 1e6) for r in runs], "peak_pss_mb": [round(r.peak_pss / 1e6) for r in runs],
+            "files_per_batch": [r.files_per_batch for r in runs],
+            "of": f"the median of {len(runs)} launches, each with the defaults on a fresh lakehouse, alternated with the other job's"}
 
 
 @dataclass(frozen=True)
@@ -337,8 +392,18 @@ def _median_whole_run_rate(costs: list[RunCost]) -> float:
     return EVENTS / statistics.median(r.seconds for r in costs[WARMUP_ROUNDS:])
 
 
-def _cpu_per_100k(costs: list[RunCost]) -> float:
-    return statistics.median(r.cpu_seconds for r in costs[WARMUP_ROUNDS:]) / EVENTS * 100_000
+def _cpu_us_per_event(costs: list[RunCost]) -> float:
+    return statistics.median(r.cpu_seconds for r in costs[WARMUP_ROUNDS:]) / EVENTS * 1e6
+
+
+def _median(runs: list[ColdRun], figure: Callable[[ColdRun], float]) -> float:
+    return statistics.median(figure(r) for r in runs)
+
+
+def _trigger_seconds(interval: str) -> float:
+    """'2 seconds' -> 2.0: the trigger intervals StreamLake's settings use."""
+    amount, unit = interval.split()
+    return float(amount) * {"second": 1, "seconds": 1, "minute": 60, "minutes": 60}[unit]
 
 
 def run(ctx: BenchContext) -> list[Measurement]:
@@ -359,8 +424,15 @@ def run(ctx: BenchContext) -> list[Measurement]:
         copy_bytes = table_bytes(f"{settings.lakehouse.root}/raw_copy_{last}")
         bronze_bytes = table_bytes(f"{settings.lakehouse.root}/bronze_run_{last}/bronze/user_events")
     finally:
-        spark.stop()  # the latency run has the machine to itself: API, broker, Bronze job
-    warmup_latencies, latencies, batch_ms = e2e_latency(ctx)
+        spark.stop()  # the cold runs and the latency run have the machine to themselves
+    cold_copies: list[ColdRun] = []
+    cold_bronzes: list[ColdRun] = []
+    for run_index in range(COLD_ROUNDS):
+        cold_copies.append(cold_run(ctx, RAW_COPY_JOB, "raw_copy/user_events", f"copy_{run_index}"))
+        cold_bronzes.append(cold_run(ctx, JOB, "bronze/user_events", f"bronze_{run_index}"))
+    warmup_latencies, latencies, batch_ms, steady_files = e2e_latency(ctx)
+    steady_files_per_batch = statistics.median(steady_files)
+    default_trigger_s = _trigger_seconds(settings.bronze.trigger_interval)
     details = {"events": EVENTS, "poison_share": POISON_SHARE,
                "max_offsets_per_trigger": settings.bronze.max_offsets_per_trigger, "master": settings.spark.master,
                "of": f"the median of {MEASURED_ROUNDS} rounds, after {WARMUP_ROUNDS} warm-up rounds (listed first)"}
@@ -375,10 +447,35 @@ def run(ctx: BenchContext) -> list[Measurement]:
         Measurement("copy, whole run with start-up", _median_whole_run_rate(copies), "events/s"),
         Measurement("Bronze, whole run with start-up", _median_whole_run_rate(bronzes), "events/s",
                     baseline="copy, whole run with start-up"),
-        Measurement("raw copy, CPU s per 100k events", _cpu_per_100k(copies), "cpu s",
+        Measurement("raw copy, CPU us per event (warm)", _cpu_us_per_event(copies), "cpu us",
                     details={"of": "Spark's JVM and its Python workers, median of the measured rounds"}),
-        Measurement("Bronze, CPU s per 100k events", _cpu_per_100k(bronzes), "cpu s",
-                    baseline="raw copy, CPU s per 100k events"),
+        Measurement("Bronze, CPU us per event (warm)", _cpu_us_per_event(bronzes), "cpu us",
+                    baseline="raw copy, CPU us per event (warm)", target="<= 80"),
+        Measurement("raw copy job, launch -> first commit", _median(cold_copies, lambda r: r.first_commit_s), "s",
+                    details=_cold_details(cold_copies)),
+        Measurement("Bronze job, launch -> first commit", _median(cold_bronzes, lambda r: r.first_commit_s), "s",
+                    baseline="raw copy job, launch -> first commit", target="<= 10 s", details=_cold_details(cold_bronzes)),
+        Measurement("raw copy job, first batch", _median(cold_copies, lambda r: r.first_batch_s), "s"),
+        Measurement("Bronze job, first batch", _median(cold_bronzes, lambda r: r.first_batch_s), "s",
+                    baseline="raw copy job, first batch"),
+        Measurement("raw copy job, whole run", EVENTS / _median(cold_copies, lambda r: r.seconds), "events/s"),
+        Measurement("Bronze job, whole run", EVENTS / _median(cold_bronzes, lambda r: r.seconds), "events/s",
+                    baseline="raw copy job, whole run"),
+        Measurement("raw copy job, CPU us per event", _median(cold_copies, lambda r: r.cpu_seconds) / EVENTS * 1e6, "cpu us"),
+        Measurement("Bronze job, CPU us per event", _median(cold_bronzes, lambda r: r.cpu_seconds) / EVENTS * 1e6, "cpu us",
+                    baseline="raw copy job, CPU us per event"),
+        Measurement("raw copy job, peak memory", _median(cold_copies, lambda r: r.peak_rss) / 1e6, "MB"),
+        Measurement("Bronze job, peak memory", _median(cold_bronzes, lambda r: r.peak_rss) / 1e6, "MB",
+                    baseline="raw copy job, peak memory",
+                    details={"driver_memory": settings.spark.driver_memory, "of": "resident memory summed over the process tree"}),
+        Measurement("raw copy job, files per batch", _median(cold_copies, lambda r: statistics.median(r.files_per_batch)), "files"),
+        Measurement("Bronze job, files per batch", _median(cold_bronzes, lambda r: statistics.median(r.files_per_batch)), "files",
+                    baseline="raw copy job, files per batch",
+                    details={"max_offsets_per_trigger": settings.bronze.max_offsets_per_trigger, "kafka_partitions": 3}),
+        Measurement("Bronze, files per batch at 1,000 events/s", steady_files_per_batch, "files",
+                    details={"batches": len(steady_files), "bronze_trigger": "1 second",
+                             "files_per_day_at_default_trigger": round(steady_files_per_batch * 86_400 / default_trigger_s),
+                             "default_trigger": settings.bronze.trigger_interval}),
         Measurement("raw copy, bytes per event", copy_bytes.per_row, "bytes", details=_bytes_details(copy_bytes)),
         Measurement("Bronze, bytes per event", bronze_bytes.per_row, "bytes", baseline="raw copy, bytes per event",
                     target="<= 130", details={**_bytes_details(bronze_bytes),

@@ -31,7 +31,7 @@ class Measurement:
     value: float
     unit: str
     baseline: str | None = None  # name of the measurement this one is compared with
-    target: str | None = None  # the issue's target, as text ("ratio >= 0.6")
+    target: str | None = None  # the figure aimed at, as text ("ratio >= 0.6")
     details: dict = field(default_factory=dict)
 
 
@@ -41,22 +41,31 @@ class BenchContext:
     workdir: Path
 
 
-def _tree_cpu_by_pid(pid: int) -> dict[int, float]:
+def _tree_usage(pid: int) -> tuple[dict[int, float], int, int]:
     """User + system CPU seconds, with those of the children it waited for, of a process and of each
-    process under it (whichever thread started them), by pid."""
+    process under it (whichever thread started them), by pid; their resident memory summed (RSS:
+    pages forked processes share count in each) and their proportional set size summed (PSS: a
+    shared page split between its sharers, so the sum is what the tree holds)."""
     try:
         root = psutil.Process(pid)
         tree = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return {}
-    cpu = {}
+        return {}, 0, 0
+    cpu, rss, pss = {}, 0, 0
     for process in tree:
         try:
-            times = process.cpu_times()
+            with process.oneshot():
+                times, memory = process.cpu_times(), process.memory_full_info()
         except psutil.NoSuchProcess:  # ended meanwhile
             continue
         cpu[process.pid] = times.user + times.system + times.children_user + times.children_system
-    return cpu
+        rss += memory.rss
+        pss += memory.pss
+    return cpu, rss, pss
+
+
+def _tree_cpu_by_pid(pid: int) -> dict[int, float]:
+    return _tree_usage(pid)[0]
 
 
 def process_tree_cpu_s(pid: int) -> float:
@@ -68,7 +77,9 @@ def process_tree_cpu_s(pid: int) -> float:
 
 
 class TreeCpuMeter:
-    """CPU seconds a process tree spends over a `with` block, processes that end during it included.
+    """CPU seconds a process tree spends over a `with` block, processes that end during it included,
+    and the tree's peak memory (`peak_rss` and `peak_pss`, bytes, as `_tree_usage` counts them;
+    sampled, so a peak shorter than `interval_s` can be missed).
 
     PySpark's daemon ignores SIGCHLD, so the kernel throws away the CPU times of the Python workers it
     ends (Spark ends a worker idle for a minute), and no parent's children_* times hold them: a
@@ -81,6 +92,8 @@ class TreeCpuMeter:
         self.pid = pid
         self.interval_s = interval_s
         self.spent = 0.0
+        self.peak_rss = 0
+        self.peak_pss = 0
         self._first: dict[int, float] = {}
         self._last: dict[int, float] = {}
         self._done = threading.Event()
@@ -99,7 +112,10 @@ class TreeCpuMeter:
         self.spent = sum(cpu - self._first.get(pid, 0.0) for pid, cpu in self._last.items())
 
     def _sample(self) -> None:
-        self._last.update(_tree_cpu_by_pid(self.pid))
+        cpu, rss, pss = _tree_usage(self.pid)
+        self._last.update(cpu)
+        self.peak_rss = max(self.peak_rss, rss)
+        self.peak_pss = max(self.peak_pss, pss)
 
     def _sample_until_done(self) -> None:
         while not self._done.wait(self.interval_s):
