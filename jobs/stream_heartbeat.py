@@ -13,6 +13,7 @@ No Spark here: the health check reads the file without starting a JVM.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from conf.settings import Settings
 
 STARTED, PROGRESS, IDLE, TERMINATED = "started", "progress", "idle", "terminated"
+log = logging.getLogger("streamlake.jobs")
 
 
 def heartbeat_path(settings: Settings, job: str, dataset: str) -> Path:
@@ -35,15 +37,23 @@ class Heartbeat:
         self.path = path
         self._state = {"job": job, "dataset": dataset, "pid": os.getpid(), "queries": {}}
         self._lock = threading.Lock()
-        path.unlink(missing_ok=True)  # an earlier run's last word is not this run's
+        try:
+            path.unlink(missing_ok=True)  # an earlier run's last word is not this run's
+        except OSError as exc:  # the next beat will say so again, and be logged
+            log.warning("heartbeat not cleared", extra={"path": str(path), "error": str(exc)})
 
     def beat(self, query: str, event: str, batch_id: int | None = None) -> None:
+        """Record `query`'s event. A file that cannot be written is logged, never raised: the stream
+        matters more than its health check, which then reports it silent."""
         with self._lock:
             self._state["queries"][query] = {"event": event, "at": time.time(), "batch_id": batch_id}
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_name(self.path.name + ".tmp")
-            partial.write_text(json.dumps(self._state, indent=1))
-            partial.replace(self.path)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                partial = self.path.with_name(self.path.name + ".tmp")
+                partial.write_text(json.dumps(self._state, indent=1))
+                partial.replace(self.path)
+            except OSError as exc:
+                log.warning("heartbeat not written", extra={"path": str(self.path), "query": query, "error": str(exc)})
 
 
 @dataclass(frozen=True)

@@ -82,3 +82,11 @@ def test_the_health_command_names_a_bad_argument_and_exits_2(tmp_path: Path) -> 
     assert none_yet.returncode == 1
     assert none_yet.stderr.strip() == (f"bronze orders: unhealthy: no heartbeat at {tmp_path / 'bronze.orders.json'}: "
                                        "the job has not started a query on this machine")
+
+
+def test_a_heartbeat_that_cannot_be_written_is_logged_not_raised(tmp_path: Path, caplog) -> None:
+    (tmp_path / "streams").write_text("a file where the folder should be")
+    heartbeat = Heartbeat(tmp_path / "streams" / "bronze.orders.json", "bronze", "orders")
+    heartbeat.beat("bronze-orders", PROGRESS, 4)  # the query's listener goes on
+    (record,) = [r for r in caplog.records if r.getMessage() == "heartbeat not written"]
+    assert (record.path, record.query) == (str(tmp_path / "streams" / "bronze.orders.json"), "bronze-orders")
