@@ -181,8 +181,8 @@ class StreamsSettings(Section):
 
     # Each job rewrites <heartbeat_dir>/<job>.<dataset>.json on its queries' events (jobs.stream_heartbeat).
     heartbeat_dir: Path = VAR_DIR / "streams"
-    # `streamlake stream health` calls a query stalled after this long without an event: above a
-    # store retry's whole backoff (bronze.retry_backoff_max_s, doubled per attempt) plus a cold batch.
+    # `streamlake stream health` calls a query stalled after this long without an event: longer than
+    # the longest healthy batch, its write retries and their backoff included, and a cold first batch.
     heartbeat_max_age_s: float = Field(default=180.0, gt=0)
 
 

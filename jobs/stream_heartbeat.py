@@ -37,6 +37,7 @@ class Heartbeat:
         self.path = path
         self._state = {"job": job, "dataset": dataset, "pid": os.getpid(), "queries": {}}
         self._lock = threading.Lock()
+        self._failing = False  # the last write failed: logged once per run of failures, not per event
         try:
             path.unlink(missing_ok=True)  # an earlier run's last word is not this run's
         except OSError as exc:  # the next beat will say so again, and be logged
@@ -53,7 +54,13 @@ class Heartbeat:
                 partial.write_text(json.dumps(self._state, indent=1))
                 partial.replace(self.path)
             except OSError as exc:
-                log.warning("heartbeat not written", extra={"path": str(self.path), "query": query, "error": str(exc)})
+                if not self._failing:
+                    log.warning("heartbeat not written", extra={"path": str(self.path), "query": query, "error": str(exc)})
+                self._failing = True
+                return
+            if self._failing:
+                log.info("heartbeat written again", extra={"path": str(self.path), "query": query})
+                self._failing = False
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,12 @@ TEST_BROKER_HEAP = "384m"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _isolated_environment() -> None:
+def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     # A developer's STREAMLAKE_* variables must not change what the tests see.
     for key in [k for k in os.environ if k.startswith("STREAMLAKE_")]:
         del os.environ[key]
+    # Streaming jobs the tests start beat their heartbeat here, not over a local job's in var/.
+    os.environ["STREAMLAKE_STREAMS__HEARTBEAT_DIR"] = str(tmp_path_factory.mktemp("streams"))
 
 
 def start_broker(data_dir: Path) -> LocalBroker:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
+from jobs import bronze_stream, realtime_metrics
+from jobs.entrypoint import ProgressLogger
 from jobs.stream_heartbeat import IDLE, PROGRESS, STARTED, TERMINATED, Heartbeat, check_heartbeat
+from streamlake.cli import STREAMING_JOBS
 
 NOW = 1_000_000.0
 STREAMLAKE = str(Path(sys.executable).parent / "streamlake")
@@ -84,9 +90,34 @@ def test_the_health_command_names_a_bad_argument_and_exits_2(tmp_path: Path) -> 
                                        "the job has not started a query on this machine")
 
 
-def test_a_heartbeat_that_cannot_be_written_is_logged_not_raised(tmp_path: Path, caplog) -> None:
-    (tmp_path / "streams").write_text("a file where the folder should be")
-    heartbeat = Heartbeat(tmp_path / "streams" / "bronze.orders.json", "bronze", "orders")
+def test_a_heartbeat_that_cannot_be_written_is_logged_once_not_raised(tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="streamlake.jobs")
+    streams = tmp_path / "streams"
+    streams.write_text("a file where the folder should be")
+    heartbeat = Heartbeat(streams / "bronze.orders.json", "bronze", "orders")
     heartbeat.beat("bronze-orders", PROGRESS, 4)  # the query's listener goes on
+    heartbeat.beat("bronze-orders", IDLE)
     (record,) = [r for r in caplog.records if r.getMessage() == "heartbeat not written"]
-    assert (record.path, record.query) == (str(tmp_path / "streams" / "bronze.orders.json"), "bronze-orders")
+    assert (record.path, record.query) == (str(streams / "bronze.orders.json"), "bronze-orders")
+    streams.unlink()
+    heartbeat.beat("bronze-orders", PROGRESS, 5)
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("heartbeat")] == [
+        "heartbeat not cleared", "heartbeat not written", "heartbeat written again"]
+    assert json.loads((streams / "bronze.orders.json").read_text())["queries"]["bronze-orders"]["batch_id"] == 5
+
+
+def test_the_listener_beats_for_each_query_by_name_whatever_the_event(tmp_path: Path) -> None:
+    path = tmp_path / "realtime.orders.json"
+    listener = ProgressLogger(Heartbeat(path, "realtime", "orders"))
+    ids = {name: uuid.uuid4() for name in ("realtime-a", "realtime-b")}
+    for name, query_id in ids.items():
+        listener.onQueryStarted(SimpleNamespace(id=query_id, runId=uuid.uuid4(), name=name))
+    listener.onQueryIdle(SimpleNamespace(id=ids["realtime-a"]))
+    listener.onQueryTerminated(SimpleNamespace(id=ids["realtime-b"], exception=None))
+    queries = json.loads(path.read_text())["queries"]
+    assert {name: q["event"] for name, q in queries.items()} == {"realtime-a": IDLE, "realtime-b": TERMINATED}
+    assert check_heartbeat(path, 60).detail.startswith("realtime-b terminated ")
+
+
+def test_the_health_command_knows_every_streaming_job() -> None:
+    assert set(STREAMING_JOBS) == {bronze_stream.JOB, realtime_metrics.JOB}
