@@ -241,6 +241,7 @@ def e2e_latency(ctx: BenchContext) -> tuple[list[float], list[float], list[int],
         "STREAMLAKE_LAKEHOUSE__ROOT": f"{settings.lakehouse.root}/e2e",
         "STREAMLAKE_BRONZE__TRIGGER_INTERVAL": "1 second",
         "STREAMLAKE_SPARK__DRIVER_MEMORY": "1g",
+        "STREAMLAKE_STREAMS__HEARTBEAT_DIR": str(ctx.workdir / "streams"),
     })
     bronze = BronzeCommits(f"{settings.lakehouse.root}/e2e/bronze/orders")
     orders = get_contract("orders")
@@ -330,6 +331,8 @@ def cold_run(ctx: BenchContext, application: Path, table: str, name: str) -> Col
         raise RuntimeError(f"{application.name} exited {code}:\n{log_path.read_text(errors='replace')[-3000:]}")
     batches = [(at, adds) for at, adds in BronzeCommits(f"{root}/{table}").commits() if adds]
     (first_batch,) = [r for r in job_log_records(log_path, "query progress") if r["batch_id"] == 0]
+    if first_batch["input_rows"] == 0:  # then the first commit with files would be a later batch's
+        raise RuntimeError(f"{application.name}: its first batch read no records; the backlog is missing")
     return ColdRun(batches[0][0] - launched, first_batch["batch_duration_ms"] / 1000, seconds, tree.spent, tree.peak_rss,
                    tree.peak_pss, [len(adds) for _, adds in batches])
 
