@@ -80,6 +80,7 @@ def pinned_settings_env(settings: Settings, py_files: Path = PY_FILES) -> dict[s
         "STREAMLAKE_CONF_DIR": str(conf_dir()),
         "STREAMLAKE_LAKEHOUSE__ROOT": settings.lakehouse.root,
         "STREAMLAKE_JVM__JARS_DIR": str(settings.jvm.jars_dir),
+        "STREAMLAKE_STREAMS__HEARTBEAT_DIR": str(settings.streams.heartbeat_dir),
         "STREAMLAKE_SPARK__MASTER": settings.spark.master,
         "STREAMLAKE_SPARK__CONF": json.dumps(options["conf"]),
     }

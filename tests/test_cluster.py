@@ -49,6 +49,7 @@ from tests.test_bronze_resilience import (
     commits,
     next_offsets,
     steady_producer,
+    stream_health,
     wait_for,
 )
 
@@ -288,6 +289,9 @@ def test_the_bronze_stream_on_the_cluster_loses_nothing_when_its_worker_is_kille
             wait_for(lambda: commits(gcs_spark, remote) > killed_at + 2, JOB_START_S, "batches on the new worker", job)
             # The same application carried on, its executors now on the new worker.
             assert [a["id"] for a in cluster.state()["activeapps"]] == [app["id"]]
+            # Its driver imports the project from the zip, and beats where the health check looks.
+            health = stream_health(env)
+            assert health.returncode == 0, health.stderr
             assert _worker_cores_used(cluster, replacement.port) > 0
         produced_to = next_offsets(remote)  # the producer has stopped
         wait_for(lambda: caught_up(gcs_spark, remote), 300, "the stream to commit every produced offset", job)

@@ -181,6 +181,7 @@ def test_the_jobs_build_their_session_from_what_the_task_submits(local_settings:
     env = dag_config(local_settings)["env_vars"]
     assert env["STREAMLAKE_LAKEHOUSE__ROOT"] == local_settings.lakehouse.root
     assert env["STREAMLAKE_JVM__JARS_DIR"] == str(local_settings.jvm.jars_dir)
+    assert env["STREAMLAKE_STREAMS__HEARTBEAT_DIR"] == str(local_settings.streams.heartbeat_dir)
     assert Path(env["STREAMLAKE_CONF_DIR"], "local.yaml").is_file()
     assert env["STREAMLAKE_SPARK__MASTER"] == "local[2]"
     assert json.loads(env["STREAMLAKE_SPARK__CONF"]) == spark_submit_options(local_settings)["conf"]
