@@ -8,12 +8,15 @@ logged, recorded and read again exactly. Read-only: no group is joined and nothi
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from conf.settings import Settings
+
+_LEADER_NOT_YET = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
 
 
 class OffsetRangeError(ValueError):
@@ -73,13 +76,22 @@ def _consumer(settings: Settings) -> Consumer:
 def watermarks(settings: Settings, topic: str, timeout_s: float = 10.0) -> dict[int, Watermarks]:
     """Every partition of `topic` with the offsets Kafka holds; LookupError when it has none."""
     consumer = _consumer(settings)
+    deadline = time.monotonic() + timeout_s
     try:
         metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
         if metadata.error is not None:
             raise LookupError(f"topic {topic}: {metadata.error.str()}")
         found = {}
         for partition in sorted(metadata.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            while True:
+                try:
+                    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+                    break
+                except KafkaException as exc:
+                    # A topic created a moment ago answers "not leader" until its leaders are elected.
+                    if exc.args[0].code() not in _LEADER_NOT_YET or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
             found[partition] = Watermarks(partition, low, high)
         return found
     finally:
