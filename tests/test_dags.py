@@ -212,10 +212,12 @@ def _print_env(*args: str, **env: str) -> subprocess.CompletedProcess:
                           env={**base, **env}, capture_output=True, text=True, timeout=120)
 
 
-def test_streamlake_airflow_prints_the_environment_it_starts_airflow_with() -> None:
+def test_streamlake_airflow_prints_the_environment_it_starts_airflow_with(monkeypatch: pytest.MonkeyPatch) -> None:
     done = _print_env("--port", "8095")
     assert done.returncode == 0, done.stderr[-3000:]
     exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in done.stdout.splitlines())
+    for key in [k for k in os.environ if k.startswith("STREAMLAKE_")]:  # the settings the command saw: none of ours
+        monkeypatch.delenv(key)
     assert exported == airflow_environment(load_settings(), port=8095)
     assert (exported["AIRFLOW_HOME"], exported["AIRFLOW__API__BASE_URL"]) == (str(AIRFLOW_HOME), "http://127.0.0.1:8095")
 
